@@ -1,0 +1,52 @@
+// Activation bindings: ReLU, Sigmoid and Tanh, each as F32 and F64, over arrays of any shape.
+#include <layerkit/activations.hpp>
+
+#include "common.hpp"
+
+namespace layerkit::bind {
+namespace {
+
+template <typename T, typename L>
+py::array_t<T> forward(Handle<L>& h, py::handle x_in, const std::string& layer) {
+  const std::string name = layer + ".forward";
+  auto x = as_c<T>(x_in, name + ": x");
+  const Shape xs = shape_of(x);
+  py::array_t<T> y(xs);
+  BusyGuard busy(h.busy, name);
+  const T* xp = x.data();
+  T* yp = y.mutable_data();
+  const std::size_t n = count(xs);
+  {
+    py::gil_scoped_release release;
+    h.layer.forward(xp, yp, n);
+  }
+  h.in_shape = h.out_shape = xs;
+  h.has_cache = true;
+  return y;
+}
+
+template <typename T, typename L>
+void bind(py::module_& m, const std::string& layer, const char* suffix) {
+  using H = Handle<L>;
+  py::class_<H>(m, (layer + suffix).c_str())
+      .def(py::init<>())
+      .def(
+          "forward", [layer](H& h, py::handle x) { return forward<T>(h, x, layer); },
+          py::arg("x"))
+      .def(
+          "backward", [layer](H& h, py::handle dy) { return backward_to_input<T>(h, dy, layer); },
+          py::arg("dy"));
+}
+
+}  // namespace
+
+void init_activations(py::module_& m) {
+  bind<float, ReLU<float>>(m, "ReLU", "F32");
+  bind<double, ReLU<double>>(m, "ReLU", "F64");
+  bind<float, Sigmoid<float>>(m, "Sigmoid", "F32");
+  bind<double, Sigmoid<double>>(m, "Sigmoid", "F64");
+  bind<float, Tanh<float>>(m, "Tanh", "F32");
+  bind<double, Tanh<double>>(m, "Tanh", "F64");
+}
+
+}  // namespace layerkit::bind

@@ -1,0 +1,113 @@
+// Glue shared by the binding files: input conversion, shape checks, and the handle that pairs a
+// core layer with the shapes of its last forward. Only files in this folder include pybind11.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace layerkit::bind {
+
+namespace py = pybind11;
+
+template <typename T>
+using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+using Shape = std::vector<py::ssize_t>;
+
+// Raised as ValueError in Python (pybind11 maps std::invalid_argument to ValueError).
+inline void require(bool ok, const std::string& msg) {
+  if (!ok) throw std::invalid_argument(msg);
+}
+
+inline Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }
+
+inline std::string shape_str(const Shape& s) {
+  std::string out = "(";
+  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + (s.size() == 1 ? ",)" : ")");
+}
+
+// obj as a C-contiguous array of T: a copy only when dtype or layout differ. Anything that is not
+// a real number (objects, strings, complex) is a TypeError rather than a silent cast.
+template <typename T>
+carray<T> as_c(py::handle obj, const std::string& what) {
+  py::array a = py::array::ensure(obj);
+  if (!a) throw py::type_error(what + " must be array-like");
+  const char k = a.dtype().kind();
+  if (k != 'b' && k != 'i' && k != 'u' && k != 'f')
+    throw py::type_error(what + " must hold real numbers, got dtype " +
+                         py::str(a.dtype()).cast<std::string>());
+  return carray<T>::ensure(a);
+}
+
+// A core layer, the shapes of its last forward, and a flag that turns concurrent use of one
+// layer from two threads into a clear error instead of a data race on its cache.
+template <typename L>
+struct Handle {
+  template <typename... A>
+  explicit Handle(A&&... a) : layer(std::forward<A>(a)...) {}
+  L layer;
+  Shape in_shape, out_shape;
+  bool has_cache = false;
+  std::atomic<bool> busy{false};
+};
+
+class BusyGuard {
+ public:
+  BusyGuard(std::atomic<bool>& flag, const std::string& name) : flag_(flag) {
+    if (flag_.exchange(true))
+      throw std::runtime_error(name + ": this layer is already running in another thread; "
+                                      "give each thread its own layer or model");
+  }
+  ~BusyGuard() { flag_.store(false); }
+  BusyGuard(const BusyGuard&) = delete;
+  BusyGuard& operator=(const BusyGuard&) = delete;
+
+ private:
+  std::atomic<bool>& flag_;
+};
+
+// Converts dy for a backward pass and checks it against the last forward's output.
+template <typename T, typename H>
+carray<T> grad_output(const H& h, py::handle dy_in, const std::string& name) {
+  require(h.has_cache, name + ".backward called before forward");
+  carray<T> dy = as_c<T>(dy_in, name + ".backward: dy");
+  const Shape got = shape_of(dy);
+  require(got == h.out_shape, name + ".backward: expected dy of shape " + shape_str(h.out_shape) +
+                                  " (the last forward's output), got " + shape_str(got));
+  return dy;
+}
+
+// Backward for layers whose core backward is (dy, dx) with dx shaped like the last input.
+template <typename T, typename L>
+py::array_t<T> backward_to_input(Handle<L>& h, py::handle dy_in, const std::string& name) {
+  auto dy = grad_output<T>(h, dy_in, name);
+  py::array_t<T> dx(h.in_shape);
+  BusyGuard busy(h.busy, name + ".backward");
+  const T* dyp = dy.data();
+  T* dxp = dx.mutable_data();
+  {
+    py::gil_scoped_release release;
+    h.layer.backward(dyp, dxp);
+  }
+  return dx;
+}
+
+// The element count of a shape.
+inline std::size_t count(const Shape& s) {
+  std::size_t n = 1;
+  for (auto d : s) n *= static_cast<std::size_t>(d);
+  return n;
+}
+
+void init_dense(py::module_& m);
+void init_softmax(py::module_& m);
+void init_avgpool2d(py::module_& m);
+void init_activations(py::module_& m);
+
+}  // namespace layerkit::bind
