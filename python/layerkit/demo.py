@@ -30,7 +30,7 @@ def load_digits_split(seed, test_fraction=0.2):
     X = (digits.images / 16.0).astype(np.float32)[:, None, :, :]
     y = digits.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(X))
-    n_test = int(round(test_fraction * len(X)))
+    n_test = round(test_fraction * len(X))
     test, train = order[:n_test], order[n_test:]
     return X[train], y[train], X[test], y[test]
 
@@ -49,7 +49,9 @@ def build_model(seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m layerkit.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m layerkit.demo", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.05)

@@ -174,11 +174,13 @@ class Sequential:
         """
         epochs = _positive("epochs", epochs, minimum=0)
         batch_size = _positive("batch_size", batch_size)
-        loss_fn = _loss(loss)
+        _loss(loss)  # an unknown name fails before any work
         if optimizer is None:
             optimizer = SGD()
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a layerkit Optimizer, got {type(optimizer).__name__}")
+            raise TypeError(
+                f"optimizer must be a layerkit Optimizer, got {type(optimizer).__name__}"
+            )
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         X = _as_samples(X)
@@ -197,8 +199,6 @@ class Sequential:
                 raise ValueError("fit: validation_data holds no samples")
             self._targets(y_val, len(X_val), self.forward(X_val[:1]), loss)
 
-        fused = self._fused(loss)
-        body = self.layers[:-1] if fused else self.layers
         params = [(value, grad) for _, value, grad in self.parameters()]
         rng = np.random.default_rng(seed)
         history = History()
@@ -210,18 +210,8 @@ class Sequential:
             bar = _progress_bar(verbose, epoch, epochs, n_batches)
             for b in range(n_batches):
                 idx = order[b * batch_size : (b + 1) * batch_size]
-                xb, tb = X[idx], t[idx]
-                z = xb
-                for layer in body:
-                    z = layer.forward(z)
-                probs = self.layers[-1].forward(z) if fused else None
-                value, grad = loss_fn(z, tb, probs) if fused else loss_fn(z, tb)
-                for i in range(len(body) - 1, -1, -1):
-                    layer = body[i]
-                    if i == 0 and isinstance(layer, Dense):
-                        layer.backward(grad, need_dx=False)  # nobody needs the data's gradient
-                    else:
-                        grad = layer.backward(grad)
+                tb = t[idx]
+                value, z = self._backprop(X[idx], tb, loss)
                 optimizer.step(params)
                 total += value * len(idx)
                 if loss == "cross_entropy":
@@ -245,7 +235,36 @@ class Sequential:
                 print(f"epoch {epoch + 1}/{epochs} - {line} - {elapsed:.2f}s", flush=True)
         return history
 
+    def loss_and_gradients(self, X, y, *, loss="cross_entropy"):
+        """Forward and backward over one batch: returns the mean loss and leaves the gradient of
+        that loss in every layer's ``grad_*`` views (as one step of ``fit`` does)."""
+        _loss(loss)  # an unknown name fails before any work
+        X = _as_samples(X)
+        if len(X) == 0:
+            raise ValueError("loss_and_gradients: X holds no samples")
+        t = self._targets(y, len(X), self.forward(X[:1]), loss)
+        value, _ = self._backprop(X, t, loss)
+        return value
+
     # ------------------------------------------------------------------ helpers
+    def _backprop(self, x, t, loss):
+        """One forward and backward pass on checked targets; returns (loss, logits or output)."""
+        fused = self._fused(loss)
+        body = self.layers[:-1] if fused else self.layers
+        z = x
+        for layer in body:
+            z = layer.forward(z)
+        if fused:
+            value, grad = losses.cross_entropy(z, t, probs=self.layers[-1].forward(z))
+        else:
+            value, grad = _LOSSES[loss](z, t)
+        for i in range(len(body) - 1, -1, -1):
+            if i == 0 and isinstance(body[0], Dense):
+                body[0].backward(grad, need_dx=False)  # nobody needs the data's gradient
+            else:
+                grad = body[i].backward(grad)
+        return value, z
+
     def _fused(self, loss):
         """Whether cross-entropy meets a final Softmax over the class axis (fused gradient)."""
         last = self.layers[-1]
@@ -266,9 +285,8 @@ class Sequential:
                 f"cross_entropy needs a model output of shape (N, K), got (N, *{out_shape})"
             )
         if y.ndim == 1 and len(out_shape) == 1 and out_shape[0] > 1:
-            if y.dtype.kind == "f":
-                if not np.all(np.mod(y, 1) == 0):
-                    raise ValueError("class labels must be whole numbers")
+            if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+                raise ValueError("class labels must be whole numbers")
             k = out_shape[0]
             if n and (y.min() < 0 or y.max() >= k):
                 raise ValueError(

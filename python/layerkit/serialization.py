@@ -25,9 +25,7 @@ __all__ = ["load", "save"]
 FORMAT = "layerkit.sequential"
 FORMAT_VERSION = 1
 _META = "__layerkit__"
-_LAYER_CLASSES = {
-    name: getattr(_layers, name) for name in _layers.__all__ if name != "Layer"
-}
+_LAYER_CLASSES = {name: getattr(_layers, name) for name in _layers.__all__ if name != "Layer"}
 
 
 def _checksum(arrays):
