@@ -1,8 +1,7 @@
+import layerkit as lk
 import numpy as np
 import pytest
 from conftest import assert_matches, noncontiguous
-
-import layerkit as lk
 from layerkit import reference as ref
 
 # (layer, forward reference, backward reference from (x, y, dy))

@@ -1,10 +1,9 @@
 import itertools
 
+import layerkit as lk
 import numpy as np
 import pytest
 from conftest import assert_matches, noncontiguous
-
-import layerkit as lk
 from layerkit import reference as ref
 
 KERNELS = [1, 2, 3, (2, 3)]
@@ -136,7 +135,9 @@ def test_shape_errors():
     pool = lk.AvgPool2d(2)
     with pytest.raises(ValueError, match="AvgPool2d.backward called before forward"):
         pool.backward(np.ones((1, 1, 1, 1)))
-    with pytest.raises(ValueError, match=r"expected x of shape \(N, C, H, W\) or \(C, H, W\), got \(4, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"expected x of shape \(N, C, H, W\) or \(C, H, W\), got \(4, 4\)"
+    ):
         pool(np.ones((4, 4)))
     with pytest.raises(ValueError, match=r"got \(1, 1, 1, 4, 4\)"):
         pool(np.ones((1, 1, 1, 4, 4)))
@@ -161,7 +162,11 @@ def test_shape_errors():
         ({"kernel_size": 2, "padding": -1}, ValueError, "padding must be at least 0"),
         ({"kernel_size": 2, "padding": 2}, ValueError, "at most half the kernel size"),
         ({"kernel_size": 3, "padding": (1, 2)}, ValueError, "at most half the kernel size"),
-        ({"kernel_size": 2, "divisor_override": 0}, ValueError, "divisor_override must be at least 1"),
+        (
+            {"kernel_size": 2, "divisor_override": 0},
+            ValueError,
+            "divisor_override must be at least 1",
+        ),
     ],
 )
 def test_constructor_errors(kwargs, error, match):

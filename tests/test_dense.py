@@ -1,11 +1,10 @@
 import gc
 import math
 
+import layerkit as lk
 import numpy as np
 import pytest
 from conftest import assert_matches, noncontiguous
-
-import layerkit as lk
 from layerkit import reference as ref
 
 SHAPES = [(1, 1, 1), (1, 784, 10), (7, 13, 5), (32, 64, 128), (3, 130, 515), (64, 16, 64)]
@@ -44,6 +43,7 @@ def test_leading_dimensions_are_batch(rng, dtype):
     dx, dW, db = ref.dense_backward(x, d.weight, dy)
     assert_matches(d.backward(dy), dx, dtype)
     assert_matches(d.grad_weight, dW, dtype)
+    assert_matches(d.grad_bias, db, dtype)
     y1 = d(x[0, 0])
     assert y1.shape == (4,)
 
@@ -158,7 +158,9 @@ def test_shape_and_type_errors():
     d = lk.Dense(4, 3)
     with pytest.raises(ValueError, match="Dense.backward called before forward"):
         d.backward(np.ones((2, 3)))
-    with pytest.raises(ValueError, match=r"Dense.forward: expected x of shape \(N, 4\), got \(2, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"Dense.forward: expected x of shape \(N, 4\), got \(2, 5\)"
+    ):
         d(np.ones((2, 5)))
     with pytest.raises(ValueError, match=r"expected x of shape \(N, 4\), got \(\)"):
         d(np.float32(1))

@@ -1,9 +1,8 @@
 """Float64 central finite differences against the analytic gradients of every layer and model."""
 
+import layerkit as lk
 import numpy as np
 import pytest
-
-import layerkit as lk
 from layerkit import reference as ref
 
 TOL = 1e-6

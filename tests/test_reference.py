@@ -3,7 +3,6 @@ forward functions, and a few values are worked out by hand."""
 
 import numpy as np
 import pytest
-
 from layerkit import reference as ref
 
 
@@ -27,7 +26,9 @@ def test_softmax(rng, axis):
     dy = rng.standard_normal(x.shape)
     y = ref.softmax_forward(x, axis)
     got = ref.softmax_backward(y, dy, axis)
-    np.testing.assert_allclose(got, numeric_vjp(lambda v: ref.softmax_forward(v, axis), x, dy), atol=1e-8)
+    np.testing.assert_allclose(
+        got, numeric_vjp(lambda v: ref.softmax_forward(v, axis), x, dy), atol=1e-8
+    )
     np.testing.assert_allclose(ref.softmax_forward([[0.0, np.log(3.0)]]), [[0.25, 0.75]])
 
 
@@ -35,11 +36,19 @@ def test_dense(rng):
     x, W, b = rng.standard_normal((4, 3)), rng.standard_normal((3, 2)), rng.standard_normal(2)
     dy = rng.standard_normal((4, 2))
     dx, dW, db = ref.dense_backward(x, W, dy)
-    np.testing.assert_allclose(dx, numeric_vjp(lambda v: ref.dense_forward(v, W, b), x, dy), atol=1e-8)
-    np.testing.assert_allclose(dW, numeric_vjp(lambda v: ref.dense_forward(x, v, b), W, dy), atol=1e-8)
-    np.testing.assert_allclose(db, numeric_vjp(lambda v: ref.dense_forward(x, W, v), b, dy), atol=1e-8)
+    np.testing.assert_allclose(
+        dx, numeric_vjp(lambda v: ref.dense_forward(v, W, b), x, dy), atol=1e-8
+    )
+    np.testing.assert_allclose(
+        dW, numeric_vjp(lambda v: ref.dense_forward(x, v, b), W, dy), atol=1e-8
+    )
+    np.testing.assert_allclose(
+        db, numeric_vjp(lambda v: ref.dense_forward(x, W, v), b, dy), atol=1e-8
+    )
     # w_ij joins input i to output j
-    assert ref.dense_forward([[1.0, 0.0]], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]).tolist() == [[1, 2, 3]]
+    assert ref.dense_forward([[1.0, 0.0]], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]).tolist() == [
+        [1, 2, 3]
+    ]
 
 
 @pytest.mark.parametrize(
@@ -56,7 +65,9 @@ def test_avgpool2d(rng, opts):
     y = ref.avgpool2d_forward(x, **opts)
     dy = rng.standard_normal(y.shape)
     got = ref.avgpool2d_backward(x.shape, dy, **opts)
-    np.testing.assert_allclose(got, numeric_vjp(lambda v: ref.avgpool2d_forward(v, **opts), x, dy), atol=1e-8)
+    np.testing.assert_allclose(
+        got, numeric_vjp(lambda v: ref.avgpool2d_forward(v, **opts), x, dy), atol=1e-8
+    )
 
 
 def test_avgpool2d_by_hand():

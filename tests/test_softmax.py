@@ -1,8 +1,7 @@
+import layerkit as lk
 import numpy as np
 import pytest
 from conftest import assert_matches, noncontiguous
-
-import layerkit as lk
 from layerkit import reference as ref
 
 SHAPES_AXES = [
@@ -26,7 +25,9 @@ def test_forward_and_backward_match_reference(rng, dtype, shape, axis):
     s = lk.Softmax(axis=axis)
     y = s.forward(x)
     assert_matches(y, ref.softmax_forward(x, axis), dtype)
-    assert_matches(s.backward(dy), ref.softmax_backward(ref.softmax_forward(x, axis), dy, axis), dtype)
+    assert_matches(
+        s.backward(dy), ref.softmax_backward(ref.softmax_forward(x, axis), dy, axis), dtype
+    )
 
 
 def test_backward_is_the_full_jacobian_product_not_its_diagonal(rng):

@@ -77,21 +77,23 @@ def load(path):
     """
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as f:
+        # The file is opened here, not by np.load, so that it is closed whatever np.load raises.
+        with open(path, "rb") as fh:
+            f = np.load(fh, allow_pickle=False)
             if not isinstance(f, np.lib.npyio.NpzFile):
                 raise _not_ours(path, "not an .npz archive")
-            names = set(f.files)
-            if _META not in names:
-                raise _not_ours(path, "no layerkit header")
-            meta = json.loads(str(f[_META]))
-            arrays = {name: f[name] for name in meta.get("parameters", [])}
+            with f:
+                if _META not in f.files:
+                    raise _not_ours(path, "no layerkit header")
+                meta = json.loads(str(f[_META]))
+                arrays = {name: f[name] for name in meta.get("parameters", [])}
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except ValueError as e:
         if str(e).startswith(f"{path}: not a readable"):
             raise
         raise _not_ours(path, e) from e
-    except (OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+    except (OSError, EOFError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
         raise _not_ours(path, f"{type(e).__name__}: {e}") from e
 
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
