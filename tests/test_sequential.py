@@ -1,4 +1,7 @@
 import layerkit as lk
+import io
+import sys
+
 import numpy as np
 import pytest
 from layerkit import reference as ref
@@ -170,6 +173,25 @@ def test_verbose_output(rng, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     assert lines[0].startswith("epoch 1/3 - loss ") and "accuracy" in lines[0]
+
+
+def test_progress_bar_on_a_terminal(rng, monkeypatch, capsys):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    X, y = blobs(rng, n=40)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    small_model().fit(X, y, epochs=2, batch_size=10, verbose=1)
+    bar = terminal.getvalue()
+    assert "epoch 1/2" in bar and "epoch 2/2" in bar
+    assert "4/4" in bar and "loss=" in bar and "accuracy=" in bar
+    assert capsys.readouterr().out == ""  # the bar replaces the per-epoch lines
+    terminal.truncate(0)
+    small_model().fit(X, y, epochs=1, verbose=2)
+    assert terminal.getvalue() == ""
+    assert capsys.readouterr().out.startswith("epoch 1/1 - loss")
 
 
 def test_summary_and_repr():
