@@ -55,12 +55,19 @@ def measure(fn, repeat, min_time=2e-3):
     return statistics.median(samples)
 
 
+# NumPy's OpenBLAS and PyTorch's OpenMP keep their idle threads spinning for a while after each
+# call, and those threads take the cores from whoever runs next. Each library is measured only
+# after the others' threads have gone quiet; the "alternating" case measures the mix on purpose.
+SETTLE = 0.12
+
+
 def measure_all(fns, repeat):
     """Times each of ``fns`` (name -> callable), interleaving samples so drift hits all alike."""
     times = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
             if fn is not None:
+                time.sleep(SETTLE)
                 times[name].append(measure(fn, 1))
     return {name: statistics.median(t) if t else None for name, t in times.items()}
 

@@ -67,7 +67,8 @@ def test_noncontiguous_input_gives_contiguous_results(rng, dtype):
     a, b = lk.Softmax(), lk.Softmax()
     np.testing.assert_array_equal(a(noncontiguous(x)), b(x))
     np.testing.assert_array_equal(a.backward(noncontiguous(dy)), b.backward(dy))
-    np.testing.assert_array_equal(lk.Softmax(axis=0)(x.T), b(x).T)
+    # The same values along another axis take the strided kernel: equal within rounding.
+    assert_matches(lk.Softmax(axis=0)(x.T), ref.softmax_forward(x).T, dtype)
     np.testing.assert_array_equal(lk.Softmax()(np.asfortranarray(x)), b(x))
 
 

@@ -10,6 +10,7 @@ from .gradcheck import gradcheck
 from .layers import AvgPool2d, Dense, Flatten, Layer, ReLU, Sigmoid, Softmax, Tanh
 from .model import History, Sequential
 from .optim import SGD, Adam, Optimizer
+from .parallel import get_num_threads, set_num_threads, threads
 from .serialization import load
 
 __all__ = [
@@ -27,8 +28,11 @@ __all__ = [
     "Softmax",
     "Tanh",
     "__version__",
+    "get_num_threads",
     "gradcheck",
     "load",
     "losses",
     "reference",
+    "set_num_threads",
+    "threads",
 ]

@@ -1,0 +1,235 @@
+// General matrix product over strided operands, threaded, bitwise identical for any thread count.
+//   C[M, N] = A[M, K] @ B[K, N]            (or C += A @ B with accumulate)
+// A and B are addressed as a[i * rs + k * cs], so a transposed operand is just other strides; C is
+// row-major with leading dimension ldc. BLIS-style: B is packed into KC x NR slivers, A into
+// MR x KC slivers, and a register-blocked micro-kernel computes one MR x NR tile of C at a time.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+#include "parallel.hpp"
+#include "simd.hpp"
+
+namespace layerkit {
+namespace detail {
+
+template <typename T>
+struct GemmBlocking;
+template <>
+struct GemmBlocking<float> {
+  static constexpr std::size_t MR = 6, NR = 16, KC = 256, MC = 96, NC = 2048;
+};
+template <>
+struct GemmBlocking<double> {
+  static constexpr std::size_t MR = 6, NR = 8, KC = 256, MC = 96, NC = 1024;
+};
+
+// c[MR x NR] = (acc ? c : 0) + sum_k a[k, :]^T b[k, :], over packed slivers a (MR per k) and
+// b (NR per k). Each element sums over k in order, then adds to c: the same arithmetic for every
+// tile, wherever it lies.
+template <typename T>
+using MicroKernel = void (*)(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc,
+                             bool acc);
+
+template <typename T>
+void microkernel_generic(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc, bool acc) {
+  constexpr std::size_t MR = GemmBlocking<T>::MR, NR = GemmBlocking<T>::NR;
+  T t[MR][NR] = {};
+  for (std::size_t k = 0; k < kc; ++k, a += MR, b += NR)
+    for (std::size_t i = 0; i < MR; ++i)
+      for (std::size_t j = 0; j < NR; ++j) t[i][j] += a[i] * b[j];
+  for (std::size_t i = 0; i < MR; ++i)
+    for (std::size_t j = 0; j < NR; ++j) c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];
+}
+
+#ifdef LAYERKIT_X86_KERNELS
+// The AVX2 kernels keep the 6 x 2 vector accumulators in named variables: held in an array, GCC
+// spills them to the stack on every iteration.
+#define LAYERKIT_UKERNEL_AVX2(T, V, W, zero, load, store, add, fma, bcast)                       \
+  LAYERKIT_AVX2 inline void microkernel_avx2(                                                   \
+      std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc, bool acc) {                \
+    V c00 = zero(), c01 = zero(), c10 = zero(), c11 = zero(), c20 = zero(), c21 = zero();       \
+    V c30 = zero(), c31 = zero(), c40 = zero(), c41 = zero(), c50 = zero(), c51 = zero();       \
+    _Pragma("GCC unroll 4") for (std::size_t k = 0; k < kc; ++k, a += 6, b += 2 * W) {          \
+      const V b0 = load(b), b1 = load(b + W);                                                   \
+      V ai = bcast(a + 0);                                                                      \
+      c00 = fma(ai, b0, c00);                                                                   \
+      c01 = fma(ai, b1, c01);                                                                   \
+      ai = bcast(a + 1);                                                                        \
+      c10 = fma(ai, b0, c10);                                                                   \
+      c11 = fma(ai, b1, c11);                                                                   \
+      ai = bcast(a + 2);                                                                        \
+      c20 = fma(ai, b0, c20);                                                                   \
+      c21 = fma(ai, b1, c21);                                                                   \
+      ai = bcast(a + 3);                                                                        \
+      c30 = fma(ai, b0, c30);                                                                   \
+      c31 = fma(ai, b1, c31);                                                                   \
+      ai = bcast(a + 4);                                                                        \
+      c40 = fma(ai, b0, c40);                                                                   \
+      c41 = fma(ai, b1, c41);                                                                   \
+      ai = bcast(a + 5);                                                                        \
+      c50 = fma(ai, b0, c50);                                                                   \
+      c51 = fma(ai, b1, c51);                                                                   \
+    }                                                                                           \
+    const V rows[6][2] = {{c00, c01}, {c10, c11}, {c20, c21},                                   \
+                          {c30, c31}, {c40, c41}, {c50, c51}};                                  \
+    for (int i = 0; i < 6; ++i) {                                                               \
+      T* ci = c + i * ldc;                                                                      \
+      store(ci, acc ? add(load(ci), rows[i][0]) : rows[i][0]);                                  \
+      store(ci + W, acc ? add(load(ci + W), rows[i][1]) : rows[i][1]);                          \
+    }                                                                                           \
+  }
+
+// 6 x 16 floats and 6 x 8 doubles: per k, two loads of b, six broadcasts of a, twelve FMAs.
+LAYERKIT_UKERNEL_AVX2(float, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+                      _mm256_add_ps, _mm256_fmadd_ps, _mm256_broadcast_ss)
+LAYERKIT_UKERNEL_AVX2(double, __m256d, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd,
+                      _mm256_add_pd, _mm256_fmadd_pd, _mm256_broadcast_sd)
+#undef LAYERKIT_UKERNEL_AVX2
+#endif
+
+template <typename T>
+MicroKernel<T> select_microkernel() {
+#ifdef LAYERKIT_X86_KERNELS
+  if (use_avx2()) return static_cast<MicroKernel<T>>(&microkernel_avx2);
+#endif
+  return &microkernel_generic<T>;
+}
+
+// Packs rows [0, mc) x columns [0, kc) of A into MR-row slivers (zero-padded): for each sliver,
+// for each k, MR consecutive values.
+template <typename T>
+void pack_a(std::size_t mc, std::size_t kc, const T* a, std::ptrdiff_t rs, std::ptrdiff_t cs,
+            T* out) {
+  constexpr std::size_t MR = GemmBlocking<T>::MR;
+  for (std::size_t i0 = 0; i0 < mc; i0 += MR, out += MR * kc) {
+    const std::size_t mr = std::min(MR, mc - i0);
+    if (rs == 1 && mr == MR) {  // columns of A contiguous (A read transposed): MR at a time
+      for (std::size_t k = 0; k < kc; ++k) {
+        const T* src = a + static_cast<std::ptrdiff_t>(k) * cs + i0;
+        for (std::size_t i = 0; i < MR; ++i) out[k * MR + i] = src[i];
+      }
+      continue;
+    }
+    if (mr < MR) std::fill(out, out + MR * kc, T(0));
+    for (std::size_t i = 0; i < mr; ++i) {
+      const T* src = a + static_cast<std::ptrdiff_t>(i0 + i) * rs;
+      for (std::size_t k = 0; k < kc; ++k) out[k * MR + i] = src[static_cast<std::ptrdiff_t>(k) * cs];
+    }
+  }
+}
+
+// Packs rows [0, kc) x columns [0, nc) of B into NR-column slivers (zero-padded): for each
+// sliver, for each k, NR consecutive values.
+template <typename T>
+void pack_b(std::size_t kc, std::size_t nc, const T* b, std::ptrdiff_t rs, std::ptrdiff_t cs,
+            T* out) {
+  constexpr std::size_t NR = GemmBlocking<T>::NR;
+  for (std::size_t j0 = 0; j0 < nc; j0 += NR, out += NR * kc) {
+    const std::size_t nr = std::min(NR, nc - j0);
+    if (cs == 1 && nr == NR) {  // rows of B contiguous: NR at a time (a fixed-size loop, no memcpy call)
+      for (std::size_t k = 0; k < kc; ++k) {
+        const T* src = b + static_cast<std::ptrdiff_t>(k) * rs + j0;
+        for (std::size_t j = 0; j < NR; ++j) out[k * NR + j] = src[j];
+      }
+      continue;
+    }
+    if (nr < NR) std::fill(out, out + NR * kc, T(0));
+    for (std::size_t j = 0; j < nr; ++j) {  // walk down each column: contiguous when rs == 1
+      const T* src = b + static_cast<std::ptrdiff_t>(j0 + j) * cs;
+      for (std::size_t k = 0; k < kc; ++k) out[k * NR + j] = src[static_cast<std::ptrdiff_t>(k) * rs];
+    }
+  }
+}
+
+// The whole product on the calling thread, for a sub-rectangle of C that starts on the tile grid.
+template <typename T>
+void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::ptrdiff_t rsa,
+                 std::ptrdiff_t csa, const T* B, std::ptrdiff_t rsb, std::ptrdiff_t csb, T* C,
+                 std::size_t ldc, bool accumulate, MicroKernel<T> kernel) {
+  using G = GemmBlocking<T>;
+  constexpr std::size_t MR = G::MR, NR = G::NR;
+  // Per-thread packing buffers: they grow to their largest size once and are then reused.
+  thread_local std::vector<T> abuf, bbuf;
+  if (abuf.size() < G::MC * G::KC) abuf.resize(G::MC * G::KC);
+  if (bbuf.size() < G::KC * (G::NC + NR)) bbuf.resize(G::KC * (G::NC + NR));
+  for (std::size_t jc = 0; jc < N; jc += G::NC) {
+    const std::size_t nc = std::min(G::NC, N - jc);
+    for (std::size_t pc = 0; pc < K; pc += G::KC) {
+      const std::size_t kc = std::min(G::KC, K - pc);
+      const bool acc = accumulate || pc > 0;
+      pack_b(kc, nc, B + static_cast<std::ptrdiff_t>(pc) * rsb + static_cast<std::ptrdiff_t>(jc) * csb,
+             rsb, csb, bbuf.data());
+      for (std::size_t ic = 0; ic < M; ic += G::MC) {
+        const std::size_t mc = std::min(G::MC, M - ic);
+        pack_a(mc, kc, A + static_cast<std::ptrdiff_t>(ic) * rsa + static_cast<std::ptrdiff_t>(pc) * csa,
+               rsa, csa, abuf.data());
+        for (std::size_t jr = 0; jr < nc; jr += NR) {
+          const std::size_t nr = std::min(NR, nc - jr);
+          for (std::size_t ir = 0; ir < mc; ir += MR) {
+            const std::size_t mr = std::min(MR, mc - ir);
+            const T* ap = abuf.data() + ir * kc;
+            const T* bp = bbuf.data() + jr * kc;
+            T* c = C + (ic + ir) * ldc + jc + jr;
+            if (mr == MR && nr == NR) {
+              kernel(kc, ap, bp, c, ldc, acc);
+              continue;
+            }
+            // An edge tile goes through a full-size scratch tile: same kernel, same arithmetic.
+            T tile[MR * NR] = {};
+            for (std::size_t i = 0; i < mr && acc; ++i)
+              std::copy(c + i * ldc, c + i * ldc + nr, tile + i * NR);
+            kernel(kc, ap, bp, tile, NR, acc);
+            for (std::size_t i = 0; i < mr; ++i) std::copy(tile + i * NR, tile + i * NR + nr, c + i * ldc);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace detail
+
+// C[M, N] = A @ B (+ C when accumulate). Splits C into whole tiles across the thread pool, never
+// the K sum, so every element is computed the same way whatever the thread count.
+template <typename T>
+void gemm(std::size_t M, std::size_t N, std::size_t K, const T* A, std::ptrdiff_t rsa,
+          std::ptrdiff_t csa, const T* B, std::ptrdiff_t rsb, std::ptrdiff_t csb, T* C,
+          std::size_t ldc, bool accumulate) {
+  using G = detail::GemmBlocking<T>;
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (!accumulate)
+      for (std::size_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
+    return;
+  }
+  const auto kernel = detail::select_microkernel<T>();
+  const std::size_t mtiles = (M + G::MR - 1) / G::MR, ntiles = (N + G::NR - 1) / G::NR;
+  const bool split_m = mtiles >= ntiles;
+  const std::size_t tiles = split_m ? mtiles : ntiles;
+  // Waking a thread costs microseconds: give each one at least ~0.5 MFLOP.
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  const std::size_t by_work = static_cast<std::size_t>(flops / 5e5) + 1;
+  const std::size_t tasks = std::min({thread_pool().num_threads(), tiles, by_work});
+  if (tasks <= 1) {
+    detail::gemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, kernel);
+    return;
+  }
+  thread_pool().run(tasks, [&](std::size_t t) {
+    const std::size_t t0 = tiles * t / tasks, t1 = tiles * (t + 1) / tasks;
+    if (t0 == t1) return;
+    if (split_m) {
+      const std::size_t i0 = t0 * G::MR, i1 = std::min(M, t1 * G::MR);
+      detail::gemm_serial(i1 - i0, N, K, A + static_cast<std::ptrdiff_t>(i0) * rsa, rsa, csa, B,
+                          rsb, csb, C + i0 * ldc, ldc, accumulate, kernel);
+    } else {
+      const std::size_t j0 = t0 * G::NR, j1 = std::min(N, t1 * G::NR);
+      detail::gemm_serial(M, j1 - j0, K, A, rsa, csa, B + static_cast<std::ptrdiff_t>(j0) * csb,
+                          rsb, csb, C + j0, ldc, accumulate, kernel);
+    }
+  });
+}
+
+}  // namespace layerkit

@@ -1,0 +1,186 @@
+// A small persistent thread pool and parallel_for over a fixed partition of [0, n).
+// Determinism: callers split work so that every output element is computed by one task in a fixed
+// order; which thread runs a task never changes the arithmetic, so results are bitwise identical
+// for any thread count.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#define LAYERKIT_HAS_FORK 1
+#endif
+
+namespace layerkit {
+
+class ThreadPool {
+ public:
+  ThreadPool() = default;
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+  ~ThreadPool() { stop_workers(); }
+
+  // Threads used by run(), the calling thread included; at least 1.
+  std::size_t num_threads() const { return threads_.load(); }
+
+  void set_num_threads(std::size_t n) {
+    n = std::max<std::size_t>(n, 1);
+    std::lock_guard<std::mutex> run_lock(run_mutex_);  // never resize under a running job
+    forget_workers_after_fork();
+    if (n == threads_.load() && workers_.size() + 1 == n) return;
+    stop_workers();
+    threads_.store(n);
+    start_workers();
+  }
+
+  // Calls task(i) for every i in [0, ntasks) and returns when all are done. When another thread
+  // is already running a job on the pool, this one runs its tasks itself: same results, no wait.
+  void run(std::size_t ntasks, const std::function<void(std::size_t)>& task) {
+    // A task that itself calls run() (nested parallelism) runs its inner tasks inline.
+    thread_local bool inside_task = false;
+    std::unique_lock<std::mutex> run_lock(run_mutex_, std::defer_lock);
+    if (ntasks > 1 && !inside_task && run_lock.try_lock()) {
+      if (forget_workers_after_fork()) start_workers();
+    }
+    if (ntasks <= 1 || !run_lock.owns_lock() || workers_.empty()) {
+      for (std::size_t i = 0; i < ntasks; ++i) task(i);
+      return;
+    }
+    inside_task = true;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      task_ = &task;
+      ntasks_ = ntasks;
+      next_.store(0);
+      pending_.store(workers_.size());
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+    drain();
+    inside_task = false;
+    // Workers usually finish within microseconds of this thread: spin briefly before sleeping.
+    if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      done_.wait(lock, [this] { return pending_.load() == 0; });
+    }
+    task_ = nullptr;
+  }
+
+ private:
+  // Polls ready() for up to ~20 us: long enough to bridge back-to-back kernel calls, short
+  // enough that idle workers do not steal the cores from other libraries' threads.
+  template <typename Ready>
+  static bool spin_until(Ready ready) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
+    for (unsigned i = 0;; ++i) {
+      if (ready()) return true;
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return false;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+
+  void drain() {
+    for (std::size_t i; (i = next_.fetch_add(1)) < ntasks_;) (*task_)(i);
+  }
+
+  void start_workers() {
+    stop_ = false;
+#ifdef LAYERKIT_HAS_FORK
+    pid_ = ::getpid();
+#endif
+    for (std::size_t i = 1; i < threads_.load(); ++i)
+      workers_.emplace_back([this, seen = generation_.load()] { worker_loop(seen); });
+  }
+
+  // A forked child inherits the pool's bookkeeping but none of its threads: drop them (without
+  // joining: they do not exist here) so that the next job starts new ones. True after a fork.
+  bool forget_workers_after_fork() {
+#ifdef LAYERKIT_HAS_FORK
+    if (workers_.empty() || pid_ == ::getpid()) return false;
+    new std::vector<std::thread>(std::move(workers_));  // leaked on purpose: never joined
+    workers_.clear();
+    return true;
+#else
+    return false;
+#endif
+  }
+
+  // `seen` is the generation when the worker was made: a job published before the thread got
+  // going is still picked up.
+  void worker_loop(std::size_t seen) {
+    for (;;) {
+      if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stop_ || generation_.load() != seen; });
+      }
+      if (stop_) return;
+      seen = generation_.load(std::memory_order_acquire);
+      drain();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);  // pairs with the waiter's predicate check
+        done_.notify_one();
+      }
+    }
+  }
+
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+      generation_.fetch_add(1);  // wakes spinning workers too
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+
+  std::atomic<std::size_t> threads_{1};
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_;  // one job at a time
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(std::size_t)>* task_ = nullptr;
+  std::size_t ntasks_ = 0;
+  std::atomic<std::size_t> next_{0}, pending_{0}, generation_{0};
+  std::atomic<bool> stop_{false};
+#ifdef LAYERKIT_HAS_FORK
+  pid_t pid_ = 0;
+#endif
+};
+
+// The process-wide pool that every kernel uses. Never destroyed: joining workers during
+// interpreter shutdown (or in a forked child) is a hang waiting to happen.
+inline ThreadPool& thread_pool() {
+  static ThreadPool* pool = new ThreadPool();
+  return *pool;
+}
+
+// Splits [0, n) into chunks of at least `grain` items (one chunk per thread at most) and calls
+// body(begin, end) for each. Chunk boundaries depend on the thread count, so body must compute
+// each item independently of where its chunk starts.
+template <typename F>
+void parallel_for(std::size_t n, std::size_t grain, F&& body) {
+  ThreadPool& pool = thread_pool();
+  const std::size_t max_chunks = grain ? std::max<std::size_t>(n / grain, 1) : n;
+  const std::size_t chunks = std::min(pool.num_threads(), max_chunks);
+  if (chunks <= 1) {
+    if (n) body(std::size_t(0), n);
+    return;
+  }
+  pool.run(chunks, [&](std::size_t c) {
+    const std::size_t begin = n * c / chunks, end = n * (c + 1) / chunks;
+    if (begin < end) body(begin, end);
+  });
+}
+
+}  // namespace layerkit
