@@ -7,12 +7,12 @@ namespace layerkit::bind {
 namespace {
 
 template <typename T, typename L>
-py::array_t<T> forward(Handle<L>& h, py::handle x_in, const std::string& layer) {
-  const std::string name = layer + ".forward";
-  auto x = as_c<T>(x_in, name + ": x");
+py::array_t<T> forward(Handle<L>& h, py::handle x_in, const char* layer) {
+  const Site site{layer, "forward"};
+  auto x = as_c<T>(x_in, site, "x");
   const Shape xs = shape_of(x);
   py::array_t<T> y(xs);
-  BusyGuard busy(h.busy, name);
+  BusyGuard busy(h.busy, site);
   const T* xp = x.data();
   T* yp = y.mutable_data();
   const std::size_t n = count(xs);
@@ -26,9 +26,9 @@ py::array_t<T> forward(Handle<L>& h, py::handle x_in, const std::string& layer) 
 }
 
 template <typename T, typename L>
-void bind(py::module_& m, const std::string& layer, const char* suffix) {
+void bind(py::module_& m, const char* layer, const char* suffix) {
   using H = Handle<L>;
-  py::class_<H>(m, (layer + suffix).c_str())
+  py::class_<H>(m, (std::string(layer) + suffix).c_str())
       .def(py::init<>())
       .def(
           "forward", [layer](H& h, py::handle x) { return forward<T>(h, x, layer); },

@@ -11,27 +11,28 @@ using PoolHandle = Handle<AvgPool2d<T>>;
 
 template <typename T>
 py::array_t<T> forward(PoolHandle<T>& h, py::handle x_in) {
-  const std::string name = "AvgPool2d.forward";
-  auto x = as_c<T>(x_in, name + ": x");
+  const Site site{"AvgPool2d", "forward"};
+  auto x = as_c<T>(x_in, site, "x");
   const Shape xs = shape_of(x);
   const std::size_t nd = xs.size();
-  require(nd == 3 || nd == 4,
-          name + ": expected x of shape (N, C, H, W) or (C, H, W), got " + shape_str(xs));
+  if (nd != 3 && nd != 4)
+    fail(site.str() + ": expected x of shape (N, C, H, W) or (C, H, W), got " + shape_str(xs));
   const std::int64_t H = xs[nd - 2], W = xs[nd - 1];
-  require(H > 0 && W > 0 && xs[nd - 3] > 0,
-          name + ": expected non-empty C, H and W, got x of shape " + shape_str(xs));
+  if (H <= 0 || W <= 0 || xs[nd - 3] <= 0)
+    fail(site.str() + ": expected non-empty C, H and W, got x of shape " + shape_str(xs));
   const Pool2dParams& q = h.layer.params();
   const std::int64_t OH = pool_output_size(H, q.kh, q.sh, q.ph, q.ceil_mode);
   const std::int64_t OW = pool_output_size(W, q.kw, q.sw, q.pw, q.ceil_mode);
-  require(OH >= 1 && OW >= 1, name + ": input of shape " + shape_str(xs) +
-                                  " is too small for the window: output would be " +
-                                  std::to_string(OH) + "x" + std::to_string(OW));
+  if (OH < 1 || OW < 1)
+    fail(site.str() + ": input of shape " + shape_str(xs) +
+         " is too small for the window: output would be " + std::to_string(OH) + "x" +
+         std::to_string(OW));
   Shape ys = xs;
   ys[nd - 2] = OH;
   ys[nd - 1] = OW;
   py::array_t<T> y(ys);
   const std::size_t planes = count(xs) / static_cast<std::size_t>(H * W);
-  BusyGuard busy(h.busy, name);
+  BusyGuard busy(h.busy, site);
   const T* xp = x.data();
   T* yp = y.mutable_data();
   {
@@ -51,9 +52,9 @@ void bind(py::module_& m, const char* cls) {
                        std::int64_t ph, std::int64_t pw, bool ceil_mode, bool count_include_pad,
                        std::int64_t divisor_override) {
              // Argument ranges are checked by the Python layer; these guard the core anyway.
-             require(kh > 0 && kw > 0 && sh > 0 && sw > 0 && ph >= 0 && pw >= 0 &&
-                         2 * ph <= kh && 2 * pw <= kw && divisor_override >= 0,
-                     "AvgPool2d: invalid window arguments");
+             if (kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 || 2 * ph > kh ||
+                 2 * pw > kw || divisor_override < 0)
+               fail("AvgPool2d: invalid window arguments");
              Pool2dParams q{kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad,
                             divisor_override};
              return new PoolHandle<T>(q);

@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <atomic>
 #include <stdexcept>
 #include <string>
@@ -19,10 +20,16 @@ template <typename T>
 using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
 using Shape = std::vector<py::ssize_t>;
 
+// Where an error comes from, e.g. {"Dense", "forward"}. Messages are built only when an error is
+// raised: the success path of a call allocates no strings.
+struct Site {
+  const char* layer;
+  const char* method;
+  std::string str() const { return std::string(layer) + "." + method; }
+};
+
 // Raised as ValueError in Python (pybind11 maps std::invalid_argument to ValueError).
-inline void require(bool ok, const std::string& msg) {
-  if (!ok) throw std::invalid_argument(msg);
-}
+[[noreturn]] inline void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
 inline Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }
 
@@ -35,12 +42,12 @@ inline std::string shape_str(const Shape& s) {
 // obj as a C-contiguous array of T: a copy only when dtype or layout differ. Anything that is not
 // a real number (objects, strings, complex) is a TypeError rather than a silent cast.
 template <typename T>
-carray<T> as_c(py::handle obj, const std::string& what) {
+carray<T> as_c(py::handle obj, const Site& site, const char* arg) {
   py::array a = py::array::ensure(obj);
-  if (!a) throw py::type_error(what + " must be array-like");
+  if (!a) throw py::type_error(site.str() + ": " + arg + " must be array-like");
   const char k = a.dtype().kind();
   if (k != 'b' && k != 'i' && k != 'u' && k != 'f')
-    throw py::type_error(what + " must hold real numbers, got dtype " +
+    throw py::type_error(site.str() + ": " + arg + " must hold real numbers, got dtype " +
                          py::str(a.dtype()).cast<std::string>());
   return carray<T>::ensure(a);
 }
@@ -59,10 +66,11 @@ struct Handle {
 
 class BusyGuard {
  public:
-  BusyGuard(std::atomic<bool>& flag, const std::string& name) : flag_(flag) {
+  BusyGuard(std::atomic<bool>& flag, const Site& site) : flag_(flag) {
     if (flag_.exchange(true))
-      throw std::runtime_error(name + ": this layer is already running in another thread; "
-                                      "give each thread its own layer or model");
+      throw std::runtime_error(site.str() +
+                               ": this layer is already running in another thread; "
+                               "give each thread its own layer or model");
   }
   ~BusyGuard() { flag_.store(false); }
   BusyGuard(const BusyGuard&) = delete;
@@ -74,21 +82,23 @@ class BusyGuard {
 
 // Converts dy for a backward pass and checks it against the last forward's output.
 template <typename T, typename H>
-carray<T> grad_output(const H& h, py::handle dy_in, const std::string& name) {
-  require(h.has_cache, name + ".backward called before forward");
-  carray<T> dy = as_c<T>(dy_in, name + ".backward: dy");
-  const Shape got = shape_of(dy);
-  require(got == h.out_shape, name + ".backward: expected dy of shape " + shape_str(h.out_shape) +
-                                  " (the last forward's output), got " + shape_str(got));
+carray<T> grad_output(const H& h, py::handle dy_in, const Site& site) {
+  if (!h.has_cache) fail(std::string(site.layer) + ".backward called before forward");
+  carray<T> dy = as_c<T>(dy_in, site, "dy");
+  if (dy.ndim() != static_cast<py::ssize_t>(h.out_shape.size()) ||
+      !std::equal(h.out_shape.begin(), h.out_shape.end(), dy.shape()))
+    fail(site.str() + ": expected dy of shape " + shape_str(h.out_shape) +
+         " (the last forward's output), got " + shape_str(shape_of(dy)));
   return dy;
 }
 
 // Backward for layers whose core backward is (dy, dx) with dx shaped like the last input.
 template <typename T, typename L>
-py::array_t<T> backward_to_input(Handle<L>& h, py::handle dy_in, const std::string& name) {
-  auto dy = grad_output<T>(h, dy_in, name);
+py::array_t<T> backward_to_input(Handle<L>& h, py::handle dy_in, const char* layer) {
+  const Site site{layer, "backward"};
+  auto dy = grad_output<T>(h, dy_in, site);
   py::array_t<T> dx(h.in_shape);
-  BusyGuard busy(h.busy, name + ".backward");
+  BusyGuard busy(h.busy, site);
   const T* dyp = dy.data();
   T* dxp = dx.mutable_data();
   {

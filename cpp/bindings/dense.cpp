@@ -31,16 +31,17 @@ py::object bias_view(py::object self) {
 
 template <typename T>
 py::array_t<T> forward(DenseHandle<T>& h, py::handle x_in) {
-  const std::string name = "Dense.forward";
-  auto x = as_c<T>(x_in, name + ": x");
+  const Site site{"Dense", "forward"};
+  auto x = as_c<T>(x_in, site, "x");
   const auto in = static_cast<py::ssize_t>(h.layer.in_features());
   const Shape xs = shape_of(x);
-  require(!xs.empty() && xs.back() == in,
-          name + ": expected x of shape (N, " + std::to_string(in) + "), got " + shape_str(xs));
+  if (xs.empty() || xs.back() != in)
+    fail(site.str() + ": expected x of shape (N, " + std::to_string(in) + "), got " +
+         shape_str(xs));
   Shape ys = xs;
   ys.back() = static_cast<py::ssize_t>(h.layer.out_features());
   py::array_t<T> y(ys);
-  BusyGuard busy(h.busy, name);
+  BusyGuard busy(h.busy, site);
   const T* xp = x.data();
   T* yp = y.mutable_data();
   const std::size_t rows = count(xs) / static_cast<std::size_t>(in);
@@ -56,8 +57,8 @@ py::array_t<T> forward(DenseHandle<T>& h, py::handle x_in) {
 
 template <typename T>
 py::object backward(DenseHandle<T>& h, py::handle dy_in, bool need_dx) {
-  const std::string name = "Dense";
-  auto dy = grad_output<T>(h, dy_in, name);
+  const Site site{"Dense", "backward"};
+  auto dy = grad_output<T>(h, dy_in, site);
   py::object result = py::none();
   T* dxp = nullptr;
   if (need_dx) {
@@ -65,7 +66,7 @@ py::object backward(DenseHandle<T>& h, py::handle dy_in, bool need_dx) {
     dxp = dx.mutable_data();
     result = std::move(dx);
   }
-  BusyGuard busy(h.busy, name + ".backward");
+  BusyGuard busy(h.busy, site);
   const T* dyp = dy.data();
   {
     py::gil_scoped_release release;

@@ -12,7 +12,7 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "set_num_threads",
       [](std::size_t n) {
-        layerkit::bind::require(n >= 1, "set_num_threads: n must be at least 1");
+        if (n < 1) layerkit::bind::fail("set_num_threads: n must be at least 1");
         layerkit::thread_pool().set_num_threads(n);
       },
       py::arg("n"));

@@ -11,13 +11,14 @@ using SoftmaxHandle = Handle<Softmax<T>>;
 
 template <typename T>
 py::array_t<T> forward(SoftmaxHandle<T>& h, py::handle x_in, py::ssize_t axis) {
-  const std::string name = "Softmax.forward";
-  auto x = as_c<T>(x_in, name + ": x");
+  const Site site{"Softmax", "forward"};
+  auto x = as_c<T>(x_in, site, "x");
   const Shape xs = shape_of(x);
   const auto nd = static_cast<py::ssize_t>(xs.size());
-  require(nd >= 1, name + ": expected x with at least 1 dimension, got shape ()");
-  require(-nd <= axis && axis < nd, name + ": axis " + std::to_string(axis) +
-                                        " is out of range for x of shape " + shape_str(xs));
+  if (nd < 1) fail(site.str() + ": expected x with at least 1 dimension, got shape ()");
+  if (axis < -nd || axis >= nd)
+    fail(site.str() + ": axis " + std::to_string(axis) + " is out of range for x of shape " +
+         shape_str(xs));
   if (axis < 0) axis += nd;
   // View x as [outer, len, inner] around the softmax axis.
   std::size_t outer = 1, inner = 1;
@@ -25,7 +26,7 @@ py::array_t<T> forward(SoftmaxHandle<T>& h, py::handle x_in, py::ssize_t axis) {
   for (py::ssize_t d = axis + 1; d < nd; ++d) inner *= static_cast<std::size_t>(xs[d]);
   const auto len = static_cast<std::size_t>(xs[axis]);
   py::array_t<T> y(xs);
-  BusyGuard busy(h.busy, name);
+  BusyGuard busy(h.busy, site);
   const T* xp = x.data();
   T* yp = y.mutable_data();
   {

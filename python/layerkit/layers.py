@@ -64,7 +64,14 @@ def _float_dtype(dtype):
 
 
 class Layer:
-    """Base class: ``forward``, ``backward``, parameters and a config that rebuilds the layer."""
+    """Base class: ``forward``, ``backward``, parameters and a config that rebuilds the layer.
+
+    Calling a layer is calling its ``forward``.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__call__ = cls.forward  # one Python call less than a __call__ that calls forward
 
     def __call__(self, x):
         return self.forward(x)
@@ -108,20 +115,19 @@ class _Compiled(Layer):
         return ()
 
     def _impl_for(self, x):
-        i = 0 if getattr(x, "dtype", None) == _FLOAT32 else 1
+        """The core object for x's dtype (made at first use), and x as an array."""
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        dt = x.dtype
+        i = 0 if dt is _FLOAT32 or dt == _FLOAT32 else 1
         impl = self._impls[i]
         if impl is None:
             impl = self._impls[i] = self._cores[i](*self._core_args())
-        return impl
-
-    def _forward(self, impl, x):
-        return impl.forward(x)
+        return impl, x
 
     def forward(self, x):
-        if not isinstance(x, np.ndarray):
-            x = np.asarray(x)
-        impl = self._impl_for(x)
-        y = self._forward(impl, x)
+        impl, x = self._impl_for(x)
+        y = impl.forward(x)
         self._last = impl
         return y
 
@@ -147,8 +153,11 @@ class Softmax(_Compiled):
         super().__init__()
         self.axis = _int("axis", axis, minimum=None)
 
-    def _forward(self, impl, x):
-        return impl.forward(x, self.axis)
+    def forward(self, x):
+        impl, x = self._impl_for(x)
+        y = impl.forward(x, self.axis)
+        self._last = impl
+        return y
 
     def get_config(self):
         return {"axis": self.axis}

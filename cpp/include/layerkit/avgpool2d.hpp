@@ -10,6 +10,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "parallel.hpp"
+#include "simd.hpp"
+
 namespace layerkit {
 
 struct Pool2dParams {
@@ -31,67 +34,151 @@ inline std::int64_t pool_output_size(std::int64_t in, std::int64_t k, std::int64
   return out;
 }
 
-// One window, clipped to the input, and the divisor PyTorch uses for it.
-struct PoolWindow {
-  std::int64_t h0, h1, w0, w1;
-  std::int64_t divisor;  // 0 when the window holds no input at all
+// The windows of every output row and column, worked out once per call instead of per element.
+struct PoolTables {
+  std::vector<std::int64_t> h0, h1, hp, w0, w1, wp;  // clipped bounds and padded extents
+
+  void build(const Pool2dParams& q, std::int64_t H, std::int64_t W, std::int64_t OH,
+             std::int64_t OW) {
+    axis(q.kh, q.sh, q.ph, H, OH, h0, h1, hp);
+    axis(q.kw, q.sw, q.pw, W, OW, w0, w1, wp);
+  }
+
+  // The divisor of output (oh, ow), as PyTorch computes it; 0 for an empty window.
+  std::int64_t divisor(const Pool2dParams& q, std::int64_t oh, std::int64_t ow) const {
+    if (h0[oh] >= h1[oh] || w0[ow] >= w1[ow]) return 0;
+    if (q.divisor_override) return q.divisor_override;
+    return q.count_include_pad ? hp[oh] * wp[ow] : (h1[oh] - h0[oh]) * (w1[ow] - w0[ow]);
+  }
+
+ private:
+  static void axis(std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t n,
+                   std::int64_t out, std::vector<std::int64_t>& lo, std::vector<std::int64_t>& hi,
+                   std::vector<std::int64_t>& padded) {
+    lo.resize(out);
+    hi.resize(out);
+    padded.resize(out);
+    for (std::int64_t o = 0; o < out; ++o) {
+      const std::int64_t start = o * s - p, end = std::min(start + k, n + p);
+      padded[o] = end - start;
+      lo[o] = std::max<std::int64_t>(start, 0);
+      hi[o] = std::min(end, n);
+    }
+  }
 };
 
-inline PoolWindow pool_window(const Pool2dParams& q, std::int64_t H, std::int64_t W,
-                              std::int64_t oh, std::int64_t ow) {
-  std::int64_t h0 = oh * q.sh - q.ph, w0 = ow * q.sw - q.pw;
-  std::int64_t h1 = std::min(h0 + q.kh, H + q.ph), w1 = std::min(w0 + q.kw, W + q.pw);
-  const std::int64_t padded_size = (h1 - h0) * (w1 - w0);  // counts padding, not overhang
-  h0 = std::max<std::int64_t>(h0, 0);
-  w0 = std::max<std::int64_t>(w0, 0);
-  h1 = std::min(h1, H);
-  w1 = std::min(w1, W);
-  if (h0 >= h1 || w0 >= w1) return {h0, h1, w0, w1, 0};
-  const std::int64_t d = q.divisor_override   ? q.divisor_override
-                         : q.count_include_pad ? padded_size
-                                               : (h1 - h0) * (w1 - w0);
-  return {h0, h1, w0, w1, d};
+// True for the common case of whole, non-overlapping 2x2 windows inside the input, with the
+// plain divisor 4: it gets its own fast loop.
+inline bool is_plain_2x2(const Pool2dParams& q, std::int64_t H, std::int64_t W, std::int64_t OH,
+                         std::int64_t OW) {
+  return q.kh == 2 && q.kw == 2 && q.sh == 2 && q.sw == 2 && q.ph == 0 && q.pw == 0 &&
+         !q.divisor_override && 2 * OH <= H && 2 * OW <= W;
 }
 
-// x [planes, H, W] -> y [planes, OH, OW]
+// x [planes, H, W] -> y [planes, OH, OW]. Always inlined into a plain and an AVX2 wrapper, so
+// the compiler vectorizes the same source for each instruction set.
 template <typename T>
-void avgpool2d_nchw_forward(const T* x, T* y, std::size_t planes, std::int64_t H, std::int64_t W,
-                            std::int64_t OH, std::int64_t OW, const Pool2dParams& q) {
+[[gnu::always_inline]] inline void avgpool2d_forward_body(const T* x, T* y, std::size_t planes,
+                                                          std::int64_t H, std::int64_t W,
+                                                          std::int64_t OH, std::int64_t OW,
+                                                          const Pool2dParams& q,
+                                                          const PoolTables& t) {
   for (std::size_t p = 0; p < planes; ++p) {
     const T* xp = x + p * H * W;
     T* yp = y + p * OH * OW;
+    if (is_plain_2x2(q, H, W, OH, OW)) {
+      for (std::int64_t oh = 0; oh < OH; ++oh) {
+        const T* r0 = xp + 2 * oh * W;
+        const T* r1 = r0 + W;
+        T* yr = yp + oh * OW;
+        // The same order of additions as the general loop below: row by row, left to right.
+        for (std::int64_t ow = 0; ow < OW; ++ow)
+          yr[ow] = (((r0[2 * ow] + r0[2 * ow + 1]) + r1[2 * ow]) + r1[2 * ow + 1]) / T(4);
+      }
+      continue;
+    }
     for (std::int64_t oh = 0; oh < OH; ++oh)
       for (std::int64_t ow = 0; ow < OW; ++ow) {
-        const PoolWindow w = pool_window(q, H, W, oh, ow);
+        const std::int64_t d = t.divisor(q, oh, ow);
         T s = 0;
-        for (std::int64_t h = w.h0; h < w.h1; ++h)
-          for (std::int64_t c = w.w0; c < w.w1; ++c) s += xp[h * W + c];
-        yp[oh * OW + ow] = w.divisor ? s / T(w.divisor) : T(0);
+        for (std::int64_t h = t.h0[oh]; h < t.h1[oh]; ++h)
+          for (std::int64_t c = t.w0[ow]; c < t.w1[ow]; ++c) s += xp[h * W + c];
+        yp[oh * OW + ow] = d ? s / T(d) : T(0);
       }
   }
 }
 
 // dy [planes, OH, OW] -> dx [planes, H, W]
 template <typename T>
-void avgpool2d_nchw_backward(const T* dy, T* dx, std::size_t planes, std::int64_t H,
-                             std::int64_t W, std::int64_t OH, std::int64_t OW,
-                             const Pool2dParams& q) {
-  std::fill(dx, dx + planes * H * W, T(0));
+[[gnu::always_inline]] inline void avgpool2d_backward_body(const T* dy, T* dx,
+                                                           std::size_t planes, std::int64_t H,
+                                                           std::int64_t W, std::int64_t OH,
+                                                           std::int64_t OW, const Pool2dParams& q,
+                                                           const PoolTables& t) {
   for (std::size_t p = 0; p < planes; ++p) {
     const T* gp = dy + p * OH * OW;
     T* dp = dx + p * H * W;
+    if (is_plain_2x2(q, H, W, OH, OW)) {
+      // Every input row is written: the covered part from dy / 4, an uncovered edge with 0.
+      for (std::int64_t h = 0; h < H; ++h) {
+        T* dr = dp + h * W;
+        const std::int64_t oh = h / 2;
+        if (oh >= OH) {
+          std::fill(dr, dr + W, T(0));
+          continue;
+        }
+        const T* gr = gp + oh * OW;
+        for (std::int64_t ow = 0; ow < OW; ++ow) dr[2 * ow] = dr[2 * ow + 1] = gr[ow] / T(4);
+        if (2 * OW < W) dr[W - 1] = T(0);
+      }
+      continue;
+    }
+    std::fill(dp, dp + H * W, T(0));
     for (std::int64_t oh = 0; oh < OH; ++oh)
       for (std::int64_t ow = 0; ow < OW; ++ow) {
-        const PoolWindow w = pool_window(q, H, W, oh, ow);
-        if (!w.divisor) continue;
-        const T g = gp[oh * OW + ow] / T(w.divisor);
-        for (std::int64_t h = w.h0; h < w.h1; ++h)
-          for (std::int64_t c = w.w0; c < w.w1; ++c) dp[h * W + c] += g;
+        const std::int64_t d = t.divisor(q, oh, ow);
+        if (!d) continue;
+        const T g = gp[oh * OW + ow] / T(d);
+        for (std::int64_t h = t.h0[oh]; h < t.h1[oh]; ++h)
+          for (std::int64_t c = t.w0[ow]; c < t.w1[ow]; ++c) dp[h * W + c] += g;
       }
   }
 }
 
+template <typename T>
+void avgpool2d_nchw_forward(const T* x, T* y, std::size_t planes, std::int64_t H, std::int64_t W,
+                            std::int64_t OH, std::int64_t OW, const Pool2dParams& q,
+                            const PoolTables& t) {
+  avgpool2d_forward_body(x, y, planes, H, W, OH, OW, q, t);
+}
+
+template <typename T>
+void avgpool2d_nchw_backward(const T* dy, T* dx, std::size_t planes, std::int64_t H,
+                             std::int64_t W, std::int64_t OH, std::int64_t OW,
+                             const Pool2dParams& q, const PoolTables& t) {
+  avgpool2d_backward_body(dy, dx, planes, H, W, OH, OW, q, t);
+}
+
+#ifdef LAYERKIT_X86_KERNELS
+template <typename T>
+LAYERKIT_AVX2 void avgpool2d_nchw_forward_avx2(const T* x, T* y, std::size_t planes,
+                                               std::int64_t H, std::int64_t W, std::int64_t OH,
+                                               std::int64_t OW, const Pool2dParams& q,
+                                               const PoolTables& t) {
+  avgpool2d_forward_body(x, y, planes, H, W, OH, OW, q, t);
+}
+
+template <typename T>
+LAYERKIT_AVX2 void avgpool2d_nchw_backward_avx2(const T* dy, T* dx, std::size_t planes,
+                                                std::int64_t H, std::int64_t W, std::int64_t OH,
+                                                std::int64_t OW, const Pool2dParams& q,
+                                                const PoolTables& t) {
+  avgpool2d_backward_body(dy, dx, planes, H, W, OH, OW, q, t);
+}
+#endif
+
 // The layer: pooling holds no parameters; backward needs only the shapes of the last forward.
+// Planes are independent, so they are split across threads.
 template <typename T>
 class AvgPool2d {
  public:
@@ -107,18 +194,41 @@ class AvgPool2d {
     OH_ = OH;
     OW_ = OW;
     has_cache_ = true;
-    avgpool2d_nchw_forward(x, y, planes, H, W, OH, OW, q_);
+    t_.build(q_, H, W, OH, OW);
+    const bool avx2 = detail::use_avx2();
+    parallel_for(planes, grain(), [&](std::size_t p0, std::size_t p1) {
+      const T* xp = x + p0 * H * W;
+      T* yp = y + p0 * OH * OW;
+#ifdef LAYERKIT_X86_KERNELS
+      if (avx2) return avgpool2d_nchw_forward_avx2(xp, yp, p1 - p0, H, W, OH, OW, q_, t_);
+#endif
+      avgpool2d_nchw_forward(xp, yp, p1 - p0, H, W, OH, OW, q_, t_);
+    });
   }
 
   void backward(const T* dy, T* dx) const {
     assert(has_cache_);
-    avgpool2d_nchw_backward(dy, dx, planes_, H_, W_, OH_, OW_, q_);
+    const bool avx2 = detail::use_avx2();
+    parallel_for(planes_, grain(), [&](std::size_t p0, std::size_t p1) {
+      const T* gp = dy + p0 * OH_ * OW_;
+      T* dp = dx + p0 * H_ * W_;
+#ifdef LAYERKIT_X86_KERNELS
+      if (avx2) return avgpool2d_nchw_backward_avx2(gp, dp, p1 - p0, H_, W_, OH_, OW_, q_, t_);
+#endif
+      avgpool2d_nchw_backward(gp, dp, p1 - p0, H_, W_, OH_, OW_, q_, t_);
+    });
   }
 
   bool has_cache() const { return has_cache_; }
 
  private:
+  // Planes per task: enough input values that a task outweighs waking a thread.
+  std::size_t grain() const {
+    return std::max<std::size_t>(1, 32768 / static_cast<std::size_t>(std::max<std::int64_t>(H_ * W_, 1)));
+  }
+
   Pool2dParams q_;
+  PoolTables t_;
   std::size_t planes_ = 0;
   std::int64_t H_ = 0, W_ = 0, OH_ = 0, OW_ = 0;
   bool has_cache_ = false;

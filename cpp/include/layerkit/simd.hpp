@@ -62,6 +62,10 @@ struct Avx<float> {
   LAYERKIT_AVX2 static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   LAYERKIT_AVX2 static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   LAYERKIT_AVX2 static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  LAYERKIT_AVX2 static V div(V a, V b) { return _mm256_div_ps(a, b); }
+  LAYERKIT_AVX2 static __m256i mask_ge(V a, V b) {
+    return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GE_OQ));
+  }
   LAYERKIT_AVX2 static float hsum(V v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -121,6 +125,10 @@ struct Avx<double> {
   LAYERKIT_AVX2 static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
   LAYERKIT_AVX2 static V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
   LAYERKIT_AVX2 static V max(V a, V b) { return _mm256_max_pd(a, b); }
+  LAYERKIT_AVX2 static V div(V a, V b) { return _mm256_div_pd(a, b); }
+  LAYERKIT_AVX2 static __m256i mask_ge(V a, V b) {
+    return _mm256_castpd_si256(_mm256_cmp_pd(a, b, _CMP_GE_OQ));
+  }
   LAYERKIT_AVX2 static double hsum(V v) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
