@@ -7,11 +7,12 @@ namespace layerkit::bind {
 namespace {
 
 template <typename T, typename L>
-py::array_t<T> forward(Handle<L>& h, py::handle x_in, const char* layer) {
+py::array_t<T> forward(py::handle self, py::handle x_in, bool reuse, const char* layer) {
+  auto& h = self.cast<Handle<L>&>();
   const Site site{layer, "forward"};
   auto x = as_c<T>(x_in, site, "x");
   const Shape xs = shape_of(x);
-  py::array_t<T> y(xs);
+  py::array_t<T> y = output<T>(self, h.out_buf, xs, reuse);
   BusyGuard busy(h.busy, site);
   const T* xp = x.data();
   T* yp = y.mutable_data();
@@ -27,15 +28,20 @@ py::array_t<T> forward(Handle<L>& h, py::handle x_in, const char* layer) {
 
 template <typename T, typename L>
 void bind(py::module_& m, const char* layer, const char* suffix) {
-  using H = Handle<L>;
-  py::class_<H>(m, (std::string(layer) + suffix).c_str())
+  py::class_<Handle<L>>(m, (std::string(layer) + suffix).c_str())
       .def(py::init<>())
       .def(
-          "forward", [layer](H& h, py::handle x) { return forward<T>(h, x, layer); },
-          py::arg("x"))
+          "forward",
+          [layer](py::handle self, py::handle x, bool reuse) {
+            return forward<T, L>(self, x, reuse, layer);
+          },
+          py::arg("x"), py::arg("reuse") = false)
       .def(
-          "backward", [layer](H& h, py::handle dy) { return backward_to_input<T>(h, dy, layer); },
-          py::arg("dy"));
+          "backward",
+          [layer](py::handle self, py::handle dy, bool reuse) {
+            return backward_to_input<T, L>(self, dy, reuse, layer);
+          },
+          py::arg("dy"), py::arg("reuse") = false);
 }
 
 }  // namespace

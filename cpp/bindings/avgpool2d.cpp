@@ -10,7 +10,8 @@ template <typename T>
 using PoolHandle = Handle<AvgPool2d<T>>;
 
 template <typename T>
-py::array_t<T> forward(PoolHandle<T>& h, py::handle x_in) {
+py::array_t<T> forward(py::handle self, py::handle x_in, bool reuse) {
+  auto& h = self.cast<PoolHandle<T>&>();
   const Site site{"AvgPool2d", "forward"};
   auto x = as_c<T>(x_in, site, "x");
   const Shape xs = shape_of(x);
@@ -30,7 +31,7 @@ py::array_t<T> forward(PoolHandle<T>& h, py::handle x_in) {
   Shape ys = xs;
   ys[nd - 2] = OH;
   ys[nd - 1] = OW;
-  py::array_t<T> y(ys);
+  py::array_t<T> y = output<T>(self, h.out_buf, ys, reuse);
   const std::size_t planes = count(xs) / static_cast<std::size_t>(H * W);
   BusyGuard busy(h.busy, site);
   const T* xp = x.data();
@@ -55,18 +56,18 @@ void bind(py::module_& m, const char* cls) {
              if (kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 || 2 * ph > kh ||
                  2 * pw > kw || divisor_override < 0)
                fail("AvgPool2d: invalid window arguments");
-             Pool2dParams q{kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad,
-                            divisor_override};
+             Pool2dParams q{kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad, divisor_override};
              return new PoolHandle<T>(q);
            }),
-           py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"),
-           py::arg("pw"), py::arg("ceil_mode"), py::arg("count_include_pad"),
-           py::arg("divisor_override"))
-      .def("forward", &forward<T>, py::arg("x"))
+           py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"),
+           py::arg("ceil_mode"), py::arg("count_include_pad"), py::arg("divisor_override"))
+      .def("forward", &forward<T>, py::arg("x"), py::arg("reuse") = false)
       .def(
           "backward",
-          [](PoolHandle<T>& h, py::handle dy) { return backward_to_input<T>(h, dy, "AvgPool2d"); },
-          py::arg("dy"));
+          [](py::handle self, py::handle dy, bool reuse) {
+            return backward_to_input<T, AvgPool2d<T>>(self, dy, reuse, "AvgPool2d");
+          },
+          py::arg("dy"), py::arg("reuse") = false);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <layerkit/buffers.hpp>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -30,6 +31,13 @@ struct Site {
 
 // Raised as ValueError in Python (pybind11 maps std::invalid_argument to ValueError).
 [[noreturn]] inline void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+// The element count of a shape.
+inline std::size_t count(const Shape& s) {
+  std::size_t n = 1;
+  for (auto d : s) n *= static_cast<std::size_t>(d);
+  return n;
+}
 
 inline Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }
 
@@ -56,13 +64,26 @@ carray<T> as_c(py::handle obj, const Site& site, const char* arg) {
 // layer from two threads into a clear error instead of a data race on its cache.
 template <typename L>
 struct Handle {
+  using T = typename L::value_type;
   template <typename... A>
   explicit Handle(A&&... a) : layer(std::forward<A>(a)...) {}
   L layer;
   Shape in_shape, out_shape;
   bool has_cache = false;
   std::atomic<bool> busy{false};
+  std::vector<T> out_buf, grad_buf;  // outputs of calls made with reuse (the training loop's)
 };
+
+// The array a call returns: a new one, or with reuse a view of a buffer the layer keeps, which
+// the next call overwrites. The training loop uses reuse, since each output is consumed by the
+// next layer before the same layer runs again; users get new arrays.
+template <typename T>
+py::array_t<T> output(py::handle self, std::vector<T>& buf, const Shape& shape, bool reuse) {
+  const std::size_t n = count(shape);
+  if (!reuse || n == 0) return py::array_t<T>(shape);
+  grow(buf, n);
+  return py::array_t<T>(shape, buf.data(), self);
+}
 
 class BusyGuard {
  public:
@@ -94,10 +115,11 @@ carray<T> grad_output(const H& h, py::handle dy_in, const Site& site) {
 
 // Backward for layers whose core backward is (dy, dx) with dx shaped like the last input.
 template <typename T, typename L>
-py::array_t<T> backward_to_input(Handle<L>& h, py::handle dy_in, const char* layer) {
+py::array_t<T> backward_to_input(py::handle self, py::handle dy_in, bool reuse, const char* layer) {
+  auto& h = self.cast<Handle<L>&>();
   const Site site{layer, "backward"};
   auto dy = grad_output<T>(h, dy_in, site);
-  py::array_t<T> dx(h.in_shape);
+  py::array_t<T> dx = output<T>(self, h.grad_buf, h.in_shape, reuse);
   BusyGuard busy(h.busy, site);
   const T* dyp = dy.data();
   T* dxp = dx.mutable_data();
@@ -108,16 +130,10 @@ py::array_t<T> backward_to_input(Handle<L>& h, py::handle dy_in, const char* lay
   return dx;
 }
 
-// The element count of a shape.
-inline std::size_t count(const Shape& s) {
-  std::size_t n = 1;
-  for (auto d : s) n *= static_cast<std::size_t>(d);
-  return n;
-}
-
 void init_dense(py::module_& m);
 void init_softmax(py::module_& m);
 void init_avgpool2d(py::module_& m);
 void init_activations(py::module_& m);
+void init_training(py::module_& m);
 
 }  // namespace layerkit::bind

@@ -18,8 +18,9 @@ py::object view(py::object self, T* data, Shape shape) {
 template <typename T, T* (Dense<T>::*Get)()>
 py::object weight_view(py::object self) {
   Dense<T>& d = self.cast<DenseHandle<T>&>().layer;
-  return view(self, (d.*Get)(),
-              {static_cast<py::ssize_t>(d.in_features()), static_cast<py::ssize_t>(d.out_features())});
+  return view(
+      self, (d.*Get)(),
+      {static_cast<py::ssize_t>(d.in_features()), static_cast<py::ssize_t>(d.out_features())});
 }
 
 template <typename T, T* (Dense<T>::*Get)()>
@@ -30,7 +31,8 @@ py::object bias_view(py::object self) {
 }
 
 template <typename T>
-py::array_t<T> forward(DenseHandle<T>& h, py::handle x_in) {
+py::array_t<T> forward(py::handle self, py::handle x_in, bool reuse) {
+  auto& h = self.cast<DenseHandle<T>&>();
   const Site site{"Dense", "forward"};
   auto x = as_c<T>(x_in, site, "x");
   const auto in = static_cast<py::ssize_t>(h.layer.in_features());
@@ -40,7 +42,7 @@ py::array_t<T> forward(DenseHandle<T>& h, py::handle x_in) {
          shape_str(xs));
   Shape ys = xs;
   ys.back() = static_cast<py::ssize_t>(h.layer.out_features());
-  py::array_t<T> y(ys);
+  py::array_t<T> y = output<T>(self, h.out_buf, ys, reuse);
   BusyGuard busy(h.busy, site);
   const T* xp = x.data();
   T* yp = y.mutable_data();
@@ -56,13 +58,14 @@ py::array_t<T> forward(DenseHandle<T>& h, py::handle x_in) {
 }
 
 template <typename T>
-py::object backward(DenseHandle<T>& h, py::handle dy_in, bool need_dx) {
+py::object backward(py::handle self, py::handle dy_in, bool need_dx, bool reuse) {
+  auto& h = self.cast<DenseHandle<T>&>();
   const Site site{"Dense", "backward"};
   auto dy = grad_output<T>(h, dy_in, site);
   py::object result = py::none();
   T* dxp = nullptr;
   if (need_dx) {
-    py::array_t<T> dx(h.in_shape);
+    py::array_t<T> dx = output<T>(self, h.grad_buf, h.in_shape, reuse);
     dxp = dx.mutable_data();
     result = std::move(dx);
   }
@@ -87,8 +90,9 @@ void bind(py::module_& m, const char* cls) {
       .def_property_readonly("grad_weight", &weight_view<T, &Dense<T>::grad_weight>)
       .def_property_readonly("bias", &bias_view<T, &Dense<T>::bias>)
       .def_property_readonly("grad_bias", &bias_view<T, &Dense<T>::grad_bias>)
-      .def("forward", &forward<T>, py::arg("x"))
-      .def("backward", &backward<T>, py::arg("dy"), py::arg("need_dx") = true);
+      .def("forward", &forward<T>, py::arg("x"), py::arg("reuse") = false)
+      .def("backward", &backward<T>, py::arg("dy"), py::arg("need_dx") = true,
+           py::arg("reuse") = false);
 }
 
 }  // namespace

@@ -30,4 +30,5 @@ PYBIND11_MODULE(_core, m) {
   layerkit::bind::init_softmax(m);
   layerkit::bind::init_avgpool2d(m);
   layerkit::bind::init_activations(m);
+  layerkit::bind::init_training(m);
 }

@@ -10,7 +10,8 @@ template <typename T>
 using SoftmaxHandle = Handle<Softmax<T>>;
 
 template <typename T>
-py::array_t<T> forward(SoftmaxHandle<T>& h, py::handle x_in, py::ssize_t axis) {
+py::array_t<T> forward(py::handle self, py::handle x_in, py::ssize_t axis, bool reuse) {
+  auto& h = self.cast<SoftmaxHandle<T>&>();
   const Site site{"Softmax", "forward"};
   auto x = as_c<T>(x_in, site, "x");
   const Shape xs = shape_of(x);
@@ -25,7 +26,7 @@ py::array_t<T> forward(SoftmaxHandle<T>& h, py::handle x_in, py::ssize_t axis) {
   for (py::ssize_t d = 0; d < axis; ++d) outer *= static_cast<std::size_t>(xs[d]);
   for (py::ssize_t d = axis + 1; d < nd; ++d) inner *= static_cast<std::size_t>(xs[d]);
   const auto len = static_cast<std::size_t>(xs[axis]);
-  py::array_t<T> y(xs);
+  py::array_t<T> y = output<T>(self, h.out_buf, xs, reuse);
   BusyGuard busy(h.busy, site);
   const T* xp = x.data();
   T* yp = y.mutable_data();
@@ -42,11 +43,13 @@ template <typename T>
 void bind(py::module_& m, const char* cls) {
   py::class_<SoftmaxHandle<T>>(m, cls)
       .def(py::init<>())
-      .def("forward", &forward<T>, py::arg("x"), py::arg("axis") = -1)
+      .def("forward", &forward<T>, py::arg("x"), py::arg("axis") = -1, py::arg("reuse") = false)
       .def(
           "backward",
-          [](SoftmaxHandle<T>& h, py::handle dy) { return backward_to_input<T>(h, dy, "Softmax"); },
-          py::arg("dy"));
+          [](py::handle self, py::handle dy, bool reuse) {
+            return backward_to_input<T, Softmax<T>>(self, dy, reuse, "Softmax");
+          },
+          py::arg("dy"), py::arg("reuse") = false);
 }
 
 }  // namespace

@@ -86,6 +86,15 @@ class Layer:
         """``[(name, value, grad), ...]``: zero-copy views, updated in place by optimizers."""
         return []
 
+    # The training loop calls these: like forward and backward, but a compiled layer may return
+    # a view of a buffer it reuses at its next call, which saves an allocation per step. The
+    # caller must be done with the result before calling the same layer again.
+    def _fwd(self, x):
+        return self.forward(x)
+
+    def _bwd(self, dy, need_dx=True):
+        return self.backward(dy)
+
     def get_config(self):
         """The constructor arguments, as plain JSON-compatible values."""
         return {}
@@ -125,9 +134,12 @@ class _Compiled(Layer):
             impl = self._impls[i] = self._cores[i](*self._core_args())
         return impl, x
 
+    def _run(self, impl, x, reuse):
+        return impl.forward(x, reuse)
+
     def forward(self, x):
         impl, x = self._impl_for(x)
-        y = impl.forward(x)
+        y = self._run(impl, x, False)
         self._last = impl
         return y
 
@@ -135,6 +147,17 @@ class _Compiled(Layer):
         if self._last is None:
             raise ValueError(f"{type(self).__name__}.backward called before forward")
         return self._last.backward(dy)
+
+    def _fwd(self, x):
+        impl, x = self._impl_for(x)
+        y = self._run(impl, x, True)
+        self._last = impl
+        return y
+
+    def _bwd(self, dy, need_dx=True):
+        if self._last is None:
+            raise ValueError(f"{type(self).__name__}.backward called before forward")
+        return self._last.backward(dy, True)
 
 
 class Softmax(_Compiled):
@@ -153,11 +176,8 @@ class Softmax(_Compiled):
         super().__init__()
         self.axis = _int("axis", axis, minimum=None)
 
-    def forward(self, x):
-        impl, x = self._impl_for(x)
-        y = impl.forward(x, self.axis)
-        self._last = impl
-        return y
+    def _run(self, impl, x, reuse):
+        return impl.forward(x, self.axis, reuse)
 
     def get_config(self):
         return {"axis": self.axis}
@@ -355,6 +375,12 @@ class Dense(Layer):
     def backward(self, dy, need_dx=True):
         """Sets ``grad_weight`` and ``grad_bias``; returns ``dx`` (None when ``need_dx`` is false)."""
         return self._impl.backward(dy, need_dx)
+
+    def _fwd(self, x):
+        return self._impl.forward(x, True)
+
+    def _bwd(self, dy, need_dx=True):
+        return self._impl.backward(dy, need_dx, True)
 
     def parameters(self):
         params = [("weight", self._impl.weight, self._impl.grad_weight)]

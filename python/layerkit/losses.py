@@ -1,5 +1,6 @@
 """Losses. Each returns ``(value, grad)``: the mean loss over the batch and its gradient with
-respect to the model's output (for cross-entropy: with respect to the logits).
+respect to the model's output (for cross-entropy: with respect to the logits). Both are computed
+in one pass by the compiled kernels.
 
 Targets come as integer class labels of shape (N,) or as arrays shaped like the output
 (one-hot or probability rows for cross-entropy).
@@ -9,35 +10,47 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cross_entropy", "log_softmax", "mse"]
+from . import _core
+
+__all__ = ["cross_entropy", "mse"]
 
 
-def log_softmax(z):
-    """Row-wise ``log(softmax(z))`` of (N, K) logits, computed without overflow or log(0)."""
-    shifted = z - z.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+def _float_2d(a, name):
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
+    if a.ndim != 2 or a.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (N, K) with N >= 1, got {a.shape}")
+    return np.ascontiguousarray(a, dtype=dtype)
 
 
-def cross_entropy(logits, target, probs=None):
+def _labels_or_like(target, like, name):
+    t = np.asarray(target)
+    if t.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if t.ndim == 1 and len(t) == len(like):
+        if t.dtype.kind == "f" and not np.all(np.mod(t, 1) == 0):
+            raise ValueError(f"{name}: class labels must be whole numbers")
+        return np.ascontiguousarray(t, dtype=np.int64)
+    if t.shape != like.shape:
+        raise ValueError(f"{name} must have shape {like.shape[:1]} or {like.shape}, got {t.shape}")
+    return np.ascontiguousarray(t, dtype=like.dtype)
+
+
+def cross_entropy(logits, target):
     """Mean cross-entropy of softmax(logits) against ``target``.
 
     ``E = -1/N * sum_n sum_k t[n, k] * log softmax(z)[n, k]`` and ``dE/dz = (softmax(z) - t) / N``:
-    the stable, fused gradient through the softmax. ``probs`` may pass softmax(logits) when the
-    caller has it already.
+    the stable, fused gradient through the softmax (log-softmax is computed as
+    ``z - max z - log(sum(exp(z - max z)))``, so no logit overflows). A target of 0 contributes
+    nothing, even where the probability underflows to 0.
     """
-    n = logits.shape[0]
-    logp = log_softmax(logits)
-    grad = np.exp(logp) if probs is None else np.array(probs, dtype=logits.dtype)
-    if target.ndim == 1:
-        rows = np.arange(n)
-        value = -logp[rows, target].sum()
-        grad[rows, target] -= 1
-    else:
-        # 0 * log(0) counts as 0: a target of 0 contributes nothing, whatever the probability.
-        value = -np.where(target > 0, target * logp, 0).sum()
-        grad -= target
-    grad /= max(n, 1)
-    return float(value) / max(n, 1), grad
+    z = _float_2d(logits, "logits")
+    t = _labels_or_like(target, z, "target")
+    grad = np.empty_like(z)
+    total, _ = _core.softmax_cross_entropy(z, t, grad)
+    return total / len(z), grad
 
 
 def mse(output, target):
@@ -45,12 +58,12 @@ def mse(output, target):
 
     Integer labels (N,) are one-hot encoded to the output's width.
     """
-    n = output.shape[0]
-    if target.ndim == 1 and output.ndim == 2:
-        onehot = np.zeros_like(output)
-        onehot[np.arange(n), target] = 1
-        target = onehot
-    diff = output - target
-    value = 0.5 * float(np.sum(diff * diff))
-    diff /= max(n, 1)
-    return value / max(n, 1), diff
+    y = _float_2d(output, "output")
+    t = _labels_or_like(target, y, "target")
+    if t.ndim == 1:
+        if t.min() < 0 or t.max() >= y.shape[1]:
+            raise ValueError(f"target: class labels must lie in [0, {y.shape[1]})")
+        t = np.eye(y.shape[1], dtype=y.dtype)[t]
+    grad = np.empty_like(y)
+    total = _core.mse(y, t, grad)
+    return total / len(y), grad

@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 
-from . import losses
-from .layers import Dense, Layer, Softmax
+from . import _core
+from .layers import Layer, Softmax
 from .optim import SGD, Optimizer
 
 __all__ = ["History", "Sequential"]
 
-_LOSSES = {"cross_entropy": losses.cross_entropy, "mse": losses.mse}
+_LOSSES = ("cross_entropy", "mse")
 
 
 class History:
@@ -111,25 +111,23 @@ class Sequential:
 
     def evaluate(self, X, y, *, loss="cross_entropy", batch_size=256):
         """``{"loss": ..., "accuracy": ...}`` over ``X`` (accuracy only for cross-entropy)."""
-        loss_fn = _loss(loss)
+        _loss(loss)
         batch_size = _positive("batch_size", batch_size)
         X = _as_samples(X)
         if len(X) == 0:
             raise ValueError("evaluate: X holds no samples")
         # Cross-entropy wants logits: with a final Softmax, stop just before it.
-        body = self.layers[:-1] if self._fused(loss) else self.layers
-        logits = []
-        for i in range(0, len(X), batch_size):
-            z = X[i : i + batch_size]
-            for layer in body:
-                z = layer.forward(z)
-            logits.append(z)
-        logits = np.concatenate(logits)
-        t = self._targets(y, len(X), logits, loss)
-        value, _ = loss_fn(logits, t)
-        logs = {"loss": value}
+        z = np.concatenate(
+            [
+                _float_output(self._forward_body(loss, X[i : i + batch_size]))
+                for i in range(0, len(X), batch_size)
+            ]
+        )
+        t = self._targets(y, len(X), z, loss)
+        total, correct = _loss_sum(loss, z, t, None)
+        logs = {"loss": total / len(X)}
         if loss == "cross_entropy":
-            logs["accuracy"] = _correct(logits, t) / len(X)
+            logs["accuracy"] = correct / len(X)
         return logs
 
     # ------------------------------------------------------------------ training
@@ -188,7 +186,8 @@ class Sequential:
         if n == 0:
             raise ValueError("fit: X holds no samples")
         # One forward on a single sample tells the output's shape, so targets are checked up front.
-        t = self._targets(y, n, self.forward(X[:1]), loss)
+        sample = _float_output(self._forward_body(loss, X[:1]))
+        t = self._targets(y, n, sample, loss)
         if validation_data is not None:
             try:
                 X_val, y_val = validation_data
@@ -197,25 +196,43 @@ class Sequential:
             X_val = _as_samples(X_val)
             if len(X_val) == 0:
                 raise ValueError("fit: validation_data holds no samples")
-            self._targets(y_val, len(X_val), self.forward(X_val[:1]), loss)
+            self._targets(
+                y_val, len(X_val), _float_output(self._forward_body(loss, X_val[:1])), loss
+            )
 
         params = [(value, grad) for _, value, grad in self.parameters()]
+        first = self._first_trainable()
         rng = np.random.default_rng(seed)
         history = History()
         n_batches = -(-n // batch_size)
+        # Buffers reused by every step: the batch, its targets, the loss gradient, the order.
+        xsrc = np.empty((batch_size, *X.shape[1:]), dtype=X.dtype)
+        xbuf = (
+            xsrc if X.dtype == self._input_dtype(X) else np.empty_like(xsrc, self._input_dtype(X))
+        )
+        tbuf = np.empty((batch_size, *t.shape[1:]), dtype=t.dtype)
+        gbuf = np.empty((batch_size, *sample.shape[1:]), dtype=sample.dtype)
+        order = np.arange(n)
         for epoch in range(epochs):
             started = time.perf_counter()
-            order = rng.permutation(n) if shuffle else np.arange(n)
+            if shuffle:
+                rng.shuffle(order)
             total, correct = 0.0, 0
             bar = _progress_bar(verbose, epoch, epochs, n_batches)
             for b in range(n_batches):
                 idx = order[b * batch_size : (b + 1) * batch_size]
-                tb = t[idx]
-                value, z = self._backprop(X[idx], tb, loss)
+                m = len(idx)
+                # mode="clip" lets take write straight into the buffer (the indices are valid).
+                np.take(X, idx, axis=0, out=xsrc[:m], mode="clip")
+                if xbuf is not xsrc:
+                    np.copyto(xbuf[:m], xsrc[:m])
+                np.take(t, idx, axis=0, out=tbuf[:m], mode="clip")
+                batch_total, batch_correct = self._backprop(
+                    xbuf[:m], tbuf[:m], loss, gbuf[:m], first
+                )
                 optimizer.step(params)
-                total += value * len(idx)
-                if loss == "cross_entropy":
-                    correct += _correct(z, tb)
+                total += batch_total
+                correct += batch_correct
                 if bar is not None:
                     bar.set_postfix(_postfix(total, correct, b, batch_size, n, loss), refresh=False)
                     bar.update()
@@ -242,33 +259,58 @@ class Sequential:
         X = _as_samples(X)
         if len(X) == 0:
             raise ValueError("loss_and_gradients: X holds no samples")
-        t = self._targets(y, len(X), self.forward(X[:1]), loss)
-        value, _ = self._backprop(X, t, loss)
-        return value
+        sample = _float_output(self._forward_body(loss, X[:1]))
+        t = self._targets(y, len(X), sample, loss)
+        total, _ = self._backprop(X, t, loss, None, self._first_trainable())
+        return total / len(X)
 
     # ------------------------------------------------------------------ helpers
-    def _backprop(self, x, t, loss):
-        """One forward and backward pass on checked targets; returns (loss, logits or output)."""
-        fused = self._fused(loss)
-        body = self.layers[:-1] if fused else self.layers
+    def _body(self, loss):
+        """The layers a loss sees the output of: all of them, or all but a final Softmax that
+        cross-entropy fuses with (its gradient is then ``(softmax(z) - t) / N`` in one step)."""
+        last = self.layers[-1]
+        fused = loss == "cross_entropy" and isinstance(last, Softmax) and last.axis in (-1, 1)
+        return self.layers[:-1] if fused and len(self.layers) > 1 else self.layers
+
+    def _forward_body(self, loss, x):
+        """x through the layers the loss sees the output of."""
+        for layer in self._body(loss):
+            x = layer.forward(x)
+        return x
+
+    def _first_trainable(self):
+        """Index of the first layer with parameters: backward can stop there."""
+        for i, layer in enumerate(self.layers):
+            if layer.parameters():
+                return i
+        return len(self.layers)
+
+    def _input_dtype(self, X):
+        """The dtype fit feeds batches in: that of the first layer with parameters."""
+        for layer in self.layers:
+            for _, value, _ in layer.parameters():
+                return value.dtype
+        return X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+    def _backprop(self, x, t, loss, grad, first):
+        """One forward and backward pass (the training loop's, with reused buffers) on checked
+        targets; returns the loss summed over the batch and the count of right answers."""
+        body = self._body(loss)
         z = x
         for layer in body:
-            z = layer.forward(z)
-        if fused:
-            value, grad = losses.cross_entropy(z, t, probs=self.layers[-1].forward(z))
-        else:
-            value, grad = _LOSSES[loss](z, t)
-        for i in range(len(body) - 1, -1, -1):
-            if i == 0 and isinstance(body[0], Dense):
-                body[0].backward(grad, need_dx=False)  # nobody needs the data's gradient
+            z = layer._fwd(z)
+        z = _float_output(z)
+        if grad is None or grad.shape != z.shape or grad.dtype != z.dtype:
+            grad = np.empty_like(z)
+        total, correct = _loss_sum(loss, z, t, grad)
+        for i in range(len(body) - 1, first - 1, -1):
+            # The first layer with parameters needs no input gradient, and the layers before it
+            # (pooling, flatten) no backward at all.
+            if i == first:
+                body[i]._bwd(grad, need_dx=False)
             else:
-                grad = body[i].backward(grad)
-        return value, z
-
-    def _fused(self, loss):
-        """Whether cross-entropy meets a final Softmax over the class axis (fused gradient)."""
-        last = self.layers[-1]
-        return loss == "cross_entropy" and isinstance(last, Softmax) and last.axis in (-1, 1)
+                grad = body[i]._bwd(grad)
+        return total, correct
 
     def _targets(self, y, n, sample_out, loss):
         """``y`` checked against the model's output and converted to the form the loss takes."""
@@ -288,12 +330,13 @@ class Sequential:
             if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
                 raise ValueError("class labels must be whole numbers")
             k = out_shape[0]
-            if n and (y.min() < 0 or y.max() >= k):
+            if y.min() < 0 or y.max() >= k:
                 raise ValueError(
                     f"class labels must lie in [0, {k}) for a model with {k} outputs, "
                     f"got labels from {y.min()} to {y.max()}"
                 )
-            return y.astype(np.intp)
+            labels = y.astype(np.int64)
+            return labels if loss == "cross_entropy" else np.eye(k, dtype=dtype)[labels]
         if y.ndim == 1 and out_shape == (1,):
             y = y.reshape(n, 1)
         if y.shape[1:] != out_shape:
@@ -303,11 +346,23 @@ class Sequential:
         return np.ascontiguousarray(y, dtype=dtype)
 
 
+def _float_output(z):
+    """A model output as the loss kernels take it: C-contiguous float32 or float64."""
+    dtype = z.dtype if z.dtype in (np.float32, np.float64) else np.float64
+    return np.ascontiguousarray(z, dtype=dtype)
+
+
+def _loss_sum(loss, z, t, grad):
+    """(loss summed over the batch, rows classified right); grad, unless None, gets dE/dz."""
+    if loss == "cross_entropy":
+        return _core.softmax_cross_entropy(z, t, grad)
+    return _core.mse(z, t, grad), 0
+
+
 def _loss(name):
-    try:
-        return _LOSSES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"loss must be one of {sorted(_LOSSES)}, got {name!r}") from None
+    if not isinstance(name, str) or name not in _LOSSES:
+        raise ValueError(f"loss must be one of {list(_LOSSES)}, got {name!r}")
+    return name
 
 
 def _positive(name, value, minimum=1):
@@ -324,11 +379,6 @@ def _as_samples(X):
     if X.ndim == 0:
         raise ValueError("X must have a leading sample axis, got a scalar")
     return X
-
-
-def _correct(logits, t):
-    labels = t if t.ndim == 1 else t.argmax(axis=1)
-    return int(np.count_nonzero(logits.argmax(axis=1) == labels))
 
 
 def _postfix(total, correct, b, batch_size, n, loss):

@@ -1,8 +1,9 @@
 """Optimizers with the update equations of ``torch.optim.SGD`` and ``torch.optim.Adam``.
 
-An optimizer updates parameters in place. ``step(params)`` takes ``[(value, grad), ...]`` (the
-zero-copy views from ``Layer.parameters()``) in the same order at every call; its state (momentum
-buffers, moment estimates) is created at the first step, one entry per parameter.
+An optimizer updates parameters in place, one compiled kernel call per parameter.
+``step(params)`` takes ``[(value, grad), ...]`` (the zero-copy views from ``Layer.parameters()``, or
+any C-contiguous, writable float32 or float64 arrays) in the same order at every call; its state
+(momentum buffers, moment estimates) is created at the first step, one entry per parameter.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from . import _core
 
 __all__ = ["SGD", "Adam", "Optimizer"]
 
@@ -69,17 +72,12 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs a positive momentum")
 
     def _update(self, p, g, state):
-        if self.weight_decay:
-            g = g + self.weight_decay * p
-        if self.momentum:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = np.array(g, copy=True)
-            else:
-                buf *= self.momentum
-                buf += g
-            g = g + self.momentum * buf if self.nesterov else buf
-        p -= self.lr * g
+        first = "momentum_buffer" not in state
+        if self.momentum and first:
+            state["momentum_buffer"] = np.empty_like(p)  # filled with g by the first step
+        # Without momentum the kernel never touches the buffer; p stands in for it.
+        buf = state.get("momentum_buffer", p)
+        _core.sgd_step(p, g, buf, self.lr, self.momentum, self.nesterov, self.weight_decay, first)
 
     def get_config(self):
         return {
@@ -112,21 +110,18 @@ class Adam(Optimizer):
 
     def _update(self, p, g, state):
         beta1, beta2 = self.betas
-        if self.weight_decay:
-            g = g + self.weight_decay * p
         if not state:
             state["step"] = 0
             state["exp_avg"] = np.zeros_like(p)
             state["exp_avg_sq"] = np.zeros_like(p)
         state["step"] += 1
         t = state["step"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m += (1 - beta1) * (g - m)  # m = beta1 * m + (1 - beta1) * g, as torch's lerp
-        v *= beta2
-        v += (1 - beta2) * g * g
         step_size = self.lr / (1 - beta1**t)
-        denom = np.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
-        p -= step_size * (m / denom)
+        bias2_sqrt = math.sqrt(1 - beta2**t)
+        _core.adam_step(
+            p, g, state["exp_avg"], state["exp_avg_sq"],
+            step_size, beta1, beta2, self.eps, self.weight_decay, bias2_sqrt,
+        )  # fmt: skip
 
     def get_config(self):
         return {

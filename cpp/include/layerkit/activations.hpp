@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "buffers.hpp"
 #include "parallel.hpp"
 #include "simd.hpp"
 
@@ -113,8 +114,10 @@ LAYERKIT_AVX2 void tanh_backward_avx2(const T* y, const T* dy, T* dx, std::size_
 template <typename T, typename Ops>
 class Activation {
  public:
+  using value_type = T;
+
   void forward(const T* x, T* y, std::size_t n) {
-    y_.resize(n);  // keeps its capacity: no allocation once the largest batch has been seen
+    grow(y_, n);  // keeps its capacity: no allocation once the largest batch has been seen
     has_cache_ = true;
     T* cache = y_.data();
     const bool avx2 = detail::use_avx2();

@@ -1,7 +1,8 @@
 // 2-D average pooling over NCHW (or CHW) buffers, with PyTorch's avg_pool2d semantics.
 //   y[p, oh, ow] = sum of x[p, h, w] over the window (clipped to the input) / divisor
 // where p runs over the N * C planes; the window of (oh, ow) starts at (oh*sH - pH, ow*sW - pW).
-// Backward spreads dy / divisor to every input of the window (overlaps add, uncovered inputs get 0).
+// Backward spreads dy / divisor to every input of the window (overlaps add, uncovered inputs get
+// 0).
 #pragma once
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "buffers.hpp"
 #include "parallel.hpp"
 #include "simd.hpp"
 
@@ -52,12 +54,12 @@ struct PoolTables {
   }
 
  private:
-  static void axis(std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t n,
-                   std::int64_t out, std::vector<std::int64_t>& lo, std::vector<std::int64_t>& hi,
+  static void axis(std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t n, std::int64_t out,
+                   std::vector<std::int64_t>& lo, std::vector<std::int64_t>& hi,
                    std::vector<std::int64_t>& padded) {
-    lo.resize(out);
-    hi.resize(out);
-    padded.resize(out);
+    grow(lo, out);
+    grow(hi, out);
+    grow(padded, out);
     for (std::int64_t o = 0; o < out; ++o) {
       const std::int64_t start = o * s - p, end = std::min(start + k, n + p);
       padded[o] = end - start;
@@ -110,10 +112,10 @@ template <typename T>
 
 // dy [planes, OH, OW] -> dx [planes, H, W]
 template <typename T>
-[[gnu::always_inline]] inline void avgpool2d_backward_body(const T* dy, T* dx,
-                                                           std::size_t planes, std::int64_t H,
-                                                           std::int64_t W, std::int64_t OH,
-                                                           std::int64_t OW, const Pool2dParams& q,
+[[gnu::always_inline]] inline void avgpool2d_backward_body(const T* dy, T* dx, std::size_t planes,
+                                                           std::int64_t H, std::int64_t W,
+                                                           std::int64_t OH, std::int64_t OW,
+                                                           const Pool2dParams& q,
                                                            const PoolTables& t) {
   for (std::size_t p = 0; p < planes; ++p) {
     const T* gp = dy + p * OH * OW;
@@ -153,18 +155,17 @@ void avgpool2d_nchw_forward(const T* x, T* y, std::size_t planes, std::int64_t H
 }
 
 template <typename T>
-void avgpool2d_nchw_backward(const T* dy, T* dx, std::size_t planes, std::int64_t H,
-                             std::int64_t W, std::int64_t OH, std::int64_t OW,
-                             const Pool2dParams& q, const PoolTables& t) {
+void avgpool2d_nchw_backward(const T* dy, T* dx, std::size_t planes, std::int64_t H, std::int64_t W,
+                             std::int64_t OH, std::int64_t OW, const Pool2dParams& q,
+                             const PoolTables& t) {
   avgpool2d_backward_body(dy, dx, planes, H, W, OH, OW, q, t);
 }
 
 #ifdef LAYERKIT_X86_KERNELS
 template <typename T>
-LAYERKIT_AVX2 void avgpool2d_nchw_forward_avx2(const T* x, T* y, std::size_t planes,
-                                               std::int64_t H, std::int64_t W, std::int64_t OH,
-                                               std::int64_t OW, const Pool2dParams& q,
-                                               const PoolTables& t) {
+LAYERKIT_AVX2 void avgpool2d_nchw_forward_avx2(const T* x, T* y, std::size_t planes, std::int64_t H,
+                                               std::int64_t W, std::int64_t OH, std::int64_t OW,
+                                               const Pool2dParams& q, const PoolTables& t) {
   avgpool2d_forward_body(x, y, planes, H, W, OH, OW, q, t);
 }
 
@@ -182,6 +183,8 @@ LAYERKIT_AVX2 void avgpool2d_nchw_backward_avx2(const T* dy, T* dx, std::size_t 
 template <typename T>
 class AvgPool2d {
  public:
+  using value_type = T;
+
   explicit AvgPool2d(const Pool2dParams& q) : q_(q) {}
 
   const Pool2dParams& params() const { return q_; }
@@ -224,7 +227,8 @@ class AvgPool2d {
  private:
   // Planes per task: enough input values that a task outweighs waking a thread.
   std::size_t grain() const {
-    return std::max<std::size_t>(1, 32768 / static_cast<std::size_t>(std::max<std::int64_t>(H_ * W_, 1)));
+    return std::max<std::size_t>(
+        1, 32768 / static_cast<std::size_t>(std::max<std::int64_t>(H_ * W_, 1)));
   }
 
   Pool2dParams q_;

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "buffers.hpp"
 #include "gemm.hpp"
 
 namespace layerkit {
@@ -39,6 +40,8 @@ void dense_bias_backward(const T* dy, T* db, std::size_t rows, std::size_t out) 
 template <typename T>
 class Dense {
  public:
+  using value_type = T;
+
   Dense(std::size_t in, std::size_t out, bool bias)
       : in_(in),
         out_(out),
@@ -58,7 +61,8 @@ class Dense {
 
   // x [rows, in] -> y [rows, out]; x is copied for backward.
   void forward(const T* x, T* y, std::size_t rows) {
-    x_.assign(x, x + rows * in_);  // reuses capacity after the largest batch
+    grow(x_, rows * in_);  // reuses capacity after the largest batch
+    std::copy(x, x + rows * in_, x_.begin());
     rows_ = rows;
     has_cache_ = true;
     dense_forward(x_.data(), w_.data(), bias_ ? b_.data() : nullptr, y, rows, in_, out_);

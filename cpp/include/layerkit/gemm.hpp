@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "buffers.hpp"
 #include "parallel.hpp"
 #include "simd.hpp"
 
@@ -47,39 +48,38 @@ void microkernel_generic(std::size_t kc, const T* a, const T* b, T* c, std::size
 #ifdef LAYERKIT_X86_KERNELS
 // The AVX2 kernels keep the 6 x 2 vector accumulators in named variables: held in an array, GCC
 // spills them to the stack on every iteration.
-#define LAYERKIT_UKERNEL_AVX2(T, V, W, zero, load, store, add, fma, bcast)                       \
-  LAYERKIT_AVX2 inline void microkernel_avx2(                                                   \
-      std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc, bool acc) {                \
-    V c00 = zero(), c01 = zero(), c10 = zero(), c11 = zero(), c20 = zero(), c21 = zero();       \
-    V c30 = zero(), c31 = zero(), c40 = zero(), c41 = zero(), c50 = zero(), c51 = zero();       \
-    _Pragma("GCC unroll 4") for (std::size_t k = 0; k < kc; ++k, a += 6, b += 2 * W) {          \
-      const V b0 = load(b), b1 = load(b + W);                                                   \
-      V ai = bcast(a + 0);                                                                      \
-      c00 = fma(ai, b0, c00);                                                                   \
-      c01 = fma(ai, b1, c01);                                                                   \
-      ai = bcast(a + 1);                                                                        \
-      c10 = fma(ai, b0, c10);                                                                   \
-      c11 = fma(ai, b1, c11);                                                                   \
-      ai = bcast(a + 2);                                                                        \
-      c20 = fma(ai, b0, c20);                                                                   \
-      c21 = fma(ai, b1, c21);                                                                   \
-      ai = bcast(a + 3);                                                                        \
-      c30 = fma(ai, b0, c30);                                                                   \
-      c31 = fma(ai, b1, c31);                                                                   \
-      ai = bcast(a + 4);                                                                        \
-      c40 = fma(ai, b0, c40);                                                                   \
-      c41 = fma(ai, b1, c41);                                                                   \
-      ai = bcast(a + 5);                                                                        \
-      c50 = fma(ai, b0, c50);                                                                   \
-      c51 = fma(ai, b1, c51);                                                                   \
-    }                                                                                           \
-    const V rows[6][2] = {{c00, c01}, {c10, c11}, {c20, c21},                                   \
-                          {c30, c31}, {c40, c41}, {c50, c51}};                                  \
-    for (int i = 0; i < 6; ++i) {                                                               \
-      T* ci = c + i * ldc;                                                                      \
-      store(ci, acc ? add(load(ci), rows[i][0]) : rows[i][0]);                                  \
-      store(ci + W, acc ? add(load(ci + W), rows[i][1]) : rows[i][1]);                          \
-    }                                                                                           \
+#define LAYERKIT_UKERNEL_AVX2(T, V, W, zero, load, store, add, fma, bcast)                         \
+  LAYERKIT_AVX2 inline void microkernel_avx2(std::size_t kc, const T* a, const T* b, T* c,         \
+                                             std::size_t ldc, bool acc) {                          \
+    V c00 = zero(), c01 = zero(), c10 = zero(), c11 = zero(), c20 = zero(), c21 = zero();          \
+    V c30 = zero(), c31 = zero(), c40 = zero(), c41 = zero(), c50 = zero(), c51 = zero();          \
+    _Pragma("GCC unroll 4") for (std::size_t k = 0; k < kc; ++k, a += 6, b += 2 * W) {             \
+      const V b0 = load(b), b1 = load(b + W);                                                      \
+      V ai = bcast(a + 0);                                                                         \
+      c00 = fma(ai, b0, c00);                                                                      \
+      c01 = fma(ai, b1, c01);                                                                      \
+      ai = bcast(a + 1);                                                                           \
+      c10 = fma(ai, b0, c10);                                                                      \
+      c11 = fma(ai, b1, c11);                                                                      \
+      ai = bcast(a + 2);                                                                           \
+      c20 = fma(ai, b0, c20);                                                                      \
+      c21 = fma(ai, b1, c21);                                                                      \
+      ai = bcast(a + 3);                                                                           \
+      c30 = fma(ai, b0, c30);                                                                      \
+      c31 = fma(ai, b1, c31);                                                                      \
+      ai = bcast(a + 4);                                                                           \
+      c40 = fma(ai, b0, c40);                                                                      \
+      c41 = fma(ai, b1, c41);                                                                      \
+      ai = bcast(a + 5);                                                                           \
+      c50 = fma(ai, b0, c50);                                                                      \
+      c51 = fma(ai, b1, c51);                                                                      \
+    }                                                                                              \
+    const V rows[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}}; \
+    for (int i = 0; i < 6; ++i) {                                                                  \
+      T* ci = c + i * ldc;                                                                         \
+      store(ci, acc ? add(load(ci), rows[i][0]) : rows[i][0]);                                     \
+      store(ci + W, acc ? add(load(ci + W), rows[i][1]) : rows[i][1]);                             \
+    }                                                                                              \
   }
 
 // 6 x 16 floats and 6 x 8 doubles: per k, two loads of b, six broadcasts of a, twelve FMAs.
@@ -116,7 +116,8 @@ void pack_a(std::size_t mc, std::size_t kc, const T* a, std::ptrdiff_t rs, std::
     if (mr < MR) std::fill(out, out + MR * kc, T(0));
     for (std::size_t i = 0; i < mr; ++i) {
       const T* src = a + static_cast<std::ptrdiff_t>(i0 + i) * rs;
-      for (std::size_t k = 0; k < kc; ++k) out[k * MR + i] = src[static_cast<std::ptrdiff_t>(k) * cs];
+      for (std::size_t k = 0; k < kc; ++k)
+        out[k * MR + i] = src[static_cast<std::ptrdiff_t>(k) * cs];
     }
   }
 }
@@ -129,7 +130,8 @@ void pack_b(std::size_t kc, std::size_t nc, const T* b, std::ptrdiff_t rs, std::
   constexpr std::size_t NR = GemmBlocking<T>::NR;
   for (std::size_t j0 = 0; j0 < nc; j0 += NR, out += NR * kc) {
     const std::size_t nr = std::min(NR, nc - j0);
-    if (cs == 1 && nr == NR) {  // rows of B contiguous: NR at a time (a fixed-size loop, no memcpy call)
+    if (cs == 1 &&
+        nr == NR) {  // rows of B contiguous: NR at a time (a fixed-size loop, no memcpy call)
       for (std::size_t k = 0; k < kc; ++k) {
         const T* src = b + static_cast<std::ptrdiff_t>(k) * rs + j0;
         for (std::size_t j = 0; j < NR; ++j) out[k * NR + j] = src[j];
@@ -139,7 +141,8 @@ void pack_b(std::size_t kc, std::size_t nc, const T* b, std::ptrdiff_t rs, std::
     if (nr < NR) std::fill(out, out + NR * kc, T(0));
     for (std::size_t j = 0; j < nr; ++j) {  // walk down each column: contiguous when rs == 1
       const T* src = b + static_cast<std::ptrdiff_t>(j0 + j) * cs;
-      for (std::size_t k = 0; k < kc; ++k) out[k * NR + j] = src[static_cast<std::ptrdiff_t>(k) * rs];
+      for (std::size_t k = 0; k < kc; ++k)
+        out[k * NR + j] = src[static_cast<std::ptrdiff_t>(k) * rs];
     }
   }
 }
@@ -153,18 +156,20 @@ void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::p
   constexpr std::size_t MR = G::MR, NR = G::NR;
   // Per-thread packing buffers: they grow to their largest size once and are then reused.
   thread_local std::vector<T> abuf, bbuf;
-  if (abuf.size() < G::MC * G::KC) abuf.resize(G::MC * G::KC);
-  if (bbuf.size() < G::KC * (G::NC + NR)) bbuf.resize(G::KC * (G::NC + NR));
+  if (abuf.size() < G::MC * G::KC) grow(abuf, G::MC * G::KC);
+  if (bbuf.size() < G::KC * (G::NC + NR)) grow(bbuf, G::KC * (G::NC + NR));
   for (std::size_t jc = 0; jc < N; jc += G::NC) {
     const std::size_t nc = std::min(G::NC, N - jc);
     for (std::size_t pc = 0; pc < K; pc += G::KC) {
       const std::size_t kc = std::min(G::KC, K - pc);
       const bool acc = accumulate || pc > 0;
-      pack_b(kc, nc, B + static_cast<std::ptrdiff_t>(pc) * rsb + static_cast<std::ptrdiff_t>(jc) * csb,
-             rsb, csb, bbuf.data());
+      pack_b(kc, nc,
+             B + static_cast<std::ptrdiff_t>(pc) * rsb + static_cast<std::ptrdiff_t>(jc) * csb, rsb,
+             csb, bbuf.data());
       for (std::size_t ic = 0; ic < M; ic += G::MC) {
         const std::size_t mc = std::min(G::MC, M - ic);
-        pack_a(mc, kc, A + static_cast<std::ptrdiff_t>(ic) * rsa + static_cast<std::ptrdiff_t>(pc) * csa,
+        pack_a(mc, kc,
+               A + static_cast<std::ptrdiff_t>(ic) * rsa + static_cast<std::ptrdiff_t>(pc) * csa,
                rsa, csa, abuf.data());
         for (std::size_t jr = 0; jr < nc; jr += NR) {
           const std::size_t nr = std::min(NR, nc - jr);
@@ -182,7 +187,8 @@ void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::p
             for (std::size_t i = 0; i < mr && acc; ++i)
               std::copy(c + i * ldc, c + i * ldc + nr, tile + i * NR);
             kernel(kc, ap, bp, tile, NR, acc);
-            for (std::size_t i = 0; i < mr; ++i) std::copy(tile + i * NR, tile + i * NR + nr, c + i * ldc);
+            for (std::size_t i = 0; i < mr; ++i)
+              std::copy(tile + i * NR, tile + i * NR + nr, c + i * ldc);
           }
         }
       }
@@ -207,17 +213,23 @@ void gemm(std::size_t M, std::size_t N, std::size_t K, const T* A, std::ptrdiff_
   }
   const auto kernel = detail::select_microkernel<T>();
   const std::size_t mtiles = (M + G::MR - 1) / G::MR, ntiles = (N + G::NR - 1) / G::NR;
-  const bool split_m = mtiles >= ntiles;
+  // Each task packs the whole of the operand it shares: split N (sharing A) when A is the
+  // smaller one, so less is packed twice; but never into fewer tiles than threads when the
+  // other split has enough.
+  const std::size_t threads = thread_pool().num_threads();
+  bool split_m = M * K >= K * N;
+  if (split_m && mtiles < threads && ntiles >= threads) split_m = false;
+  if (!split_m && ntiles < threads && mtiles >= threads) split_m = true;
   const std::size_t tiles = split_m ? mtiles : ntiles;
   // Waking a thread costs microseconds: give each one at least ~0.5 MFLOP.
   const double flops = 2.0 * double(M) * double(N) * double(K);
   const std::size_t by_work = static_cast<std::size_t>(flops / 5e5) + 1;
-  const std::size_t tasks = std::min({thread_pool().num_threads(), tiles, by_work});
+  const std::size_t tasks = std::min({threads, tiles, by_work});
   if (tasks <= 1) {
     detail::gemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, kernel);
     return;
   }
-  thread_pool().run(tasks, [&](std::size_t t) {
+  auto task = [&](std::size_t t) {
     const std::size_t t0 = tiles * t / tasks, t1 = tiles * (t + 1) / tasks;
     if (t0 == t1) return;
     if (split_m) {
@@ -229,7 +241,8 @@ void gemm(std::size_t M, std::size_t N, std::size_t K, const T* A, std::ptrdiff_
       detail::gemm_serial(M, j1 - j0, K, A, rsa, csa, B + static_cast<std::ptrdiff_t>(j0) * csb,
                           rsb, csb, C + j0, ldc, accumulate, kernel);
     }
-  });
+  };
+  thread_pool().run(tasks, task);
 }
 
 }  // namespace layerkit

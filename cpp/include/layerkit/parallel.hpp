@@ -9,7 +9,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -20,6 +19,19 @@
 #endif
 
 namespace layerkit {
+
+// A non-owning reference to a callable taking a task index: unlike std::function it never
+// allocates, so a parallel kernel call costs no heap traffic.
+class TaskRef {
+ public:
+  template <typename F>
+  TaskRef(F& f) : obj_(&f), call_([](void* o, std::size_t i) { (*static_cast<F*>(o))(i); }) {}
+  void operator()(std::size_t i) const { call_(obj_, i); }
+
+ private:
+  void* obj_;
+  void (*call_)(void*, std::size_t);
+};
 
 class ThreadPool {
  public:
@@ -43,7 +55,7 @@ class ThreadPool {
 
   // Calls task(i) for every i in [0, ntasks) and returns when all are done. When another thread
   // is already running a job on the pool, this one runs its tasks itself: same results, no wait.
-  void run(std::size_t ntasks, const std::function<void(std::size_t)>& task) {
+  void run(std::size_t ntasks, TaskRef task) {
     // A task that itself calls run() (nested parallelism) runs its inner tasks inline.
     thread_local bool inside_task = false;
     std::unique_lock<std::mutex> run_lock(run_mutex_, std::defer_lock);
@@ -57,7 +69,7 @@ class ThreadPool {
     inside_task = true;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      task_ = &task;
+      task_ = task;
       ntasks_ = ntasks;
       next_.store(0);
       pending_.store(workers_.size());
@@ -71,18 +83,22 @@ class ThreadPool {
       std::unique_lock<std::mutex> lock(mutex_);
       done_.wait(lock, [this] { return pending_.load() == 0; });
     }
-    task_ = nullptr;
   }
 
  private:
-  // Polls ready() for up to ~20 us: long enough to bridge back-to-back kernel calls, short
-  // enough that idle workers do not steal the cores from other libraries' threads.
+  // Polls ready() for up to 1 ms. Waking a sleeping thread costs tens to hundreds of
+  // microseconds on virtual machines, more than many kernels take, so workers stay awake a little
+  // after each job for the next one; they yield the core now and then, so that other threads
+  // (another library's, say) are not starved while they wait.
   template <typename Ready>
   static bool spin_until(Ready ready) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
-    for (unsigned i = 0;; ++i) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(1000);
+    for (unsigned i = 1;; ++i) {
       if (ready()) return true;
-      if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return false;
+      if (i % 256 == 0) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::yield();
+      }
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #endif
@@ -90,7 +106,7 @@ class ThreadPool {
   }
 
   void drain() {
-    for (std::size_t i; (i = next_.fetch_add(1)) < ntasks_;) (*task_)(i);
+    for (std::size_t i; (i = next_.fetch_add(1)) < ntasks_;) task_(i);
   }
 
   void start_workers() {
@@ -146,10 +162,11 @@ class ThreadPool {
 
   std::atomic<std::size_t> threads_{1};
   std::vector<std::thread> workers_;
+  static inline auto noop_ = [](std::size_t) {};
   std::mutex run_mutex_;  // one job at a time
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  const std::function<void(std::size_t)>* task_ = nullptr;
+  TaskRef task_ = TaskRef(noop_);
   std::size_t ntasks_ = 0;
   std::atomic<std::size_t> next_{0}, pending_{0}, generation_{0};
   std::atomic<bool> stop_{false};
@@ -177,10 +194,11 @@ void parallel_for(std::size_t n, std::size_t grain, F&& body) {
     if (n) body(std::size_t(0), n);
     return;
   }
-  pool.run(chunks, [&](std::size_t c) {
+  auto task = [&](std::size_t c) {
     const std::size_t begin = n * c / chunks, end = n * (c + 1) / chunks;
     if (begin < end) body(begin, end);
-  });
+  };
+  pool.run(chunks, task);
 }
 
 }  // namespace layerkit

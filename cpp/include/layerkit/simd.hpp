@@ -97,8 +97,8 @@ struct Avx<float> {
     p = fmadd(p, r, set1(5.0000001201e-1f));
     p = fmadd(p, _mm256_mul_ps(r, r), r);
     p = _mm256_add_ps(p, set1(1.0f));
-    const __m256i e = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     const V y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
     return _mm256_blendv_ps(_mm256_andnot_ps(under, y), set1(__builtin_inff()), over);
   }
@@ -149,10 +149,18 @@ struct Avx<double> {
     V r = _mm256_fnmadd_pd(n, set1(6.93147180369123816490e-01), x);  // exact: 32 trailing zeros
     r = _mm256_fnmadd_pd(n, set1(1.90821492927058770002e-10), r);
     V p = set1(1.0 / 6227020800.0);  // 1/13!
-    const double inv_fact[] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
-                               1.0 / 362880.0,    1.0 / 40320.0,    1.0 / 5040.0,
-                               1.0 / 720.0,       1.0 / 120.0,      1.0 / 24.0,
-                               1.0 / 6.0,         0.5,              1.0,
+    const double inv_fact[] = {1.0 / 479001600.0,
+                               1.0 / 39916800.0,
+                               1.0 / 3628800.0,
+                               1.0 / 362880.0,
+                               1.0 / 40320.0,
+                               1.0 / 5040.0,
+                               1.0 / 720.0,
+                               1.0 / 120.0,
+                               1.0 / 24.0,
+                               1.0 / 6.0,
+                               0.5,
+                               1.0,
                                1.0};
     for (double c : inv_fact) p = fmadd(p, r, set1(c));
     const __m256i ni = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));

@@ -1,7 +1,8 @@
 // Softmax along one axis of a C-contiguous buffer viewed as [outer, len, inner]
 // (inner == 1 is the common row-wise case: softmax over the last axis).
 //   y[o, k, i]  = exp(x[o, k, i] - max_j x[o, j, i]) / sum_j exp(x[o, j, i] - max_j x[o, j, i])
-//   dx[o, k, i] = y[o, k, i] * (dy[o, k, i] - sum_j dy[o, j, i] * y[o, j, i])   -- O(len), no Jacobian.
+//   dx[o, k, i] = y[o, k, i] * (dy[o, k, i] - sum_j dy[o, j, i] * y[o, j, i])   -- O(len), no
+//   Jacobian.
 #pragma once
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "buffers.hpp"
 #include "parallel.hpp"
 #include "simd.hpp"
 
@@ -184,20 +186,24 @@ void softmax_strided_backward(const T* y, const T* dy, T* dx, T* acc, std::size_
 }
 
 // Rows per task: enough values that a task outweighs waking a thread.
-inline std::size_t softmax_grain(std::size_t cols) { return std::max<std::size_t>(1, 16384 / std::max<std::size_t>(cols, 1)); }
+inline std::size_t softmax_grain(std::size_t cols) {
+  return std::max<std::size_t>(1, 16384 / std::max<std::size_t>(cols, 1));
+}
 
 // The layer: keeps its last output, which is all that backward needs. Rows (or outer slices) are
 // independent, so they are split across threads.
 template <typename T>
 class Softmax {
  public:
+  using value_type = T;
+
   // x and y hold outer * len * inner values; y is written, and a copy kept for backward.
   void forward(const T* x, T* y, std::size_t outer, std::size_t len, std::size_t inner) {
     outer_ = outer;
     len_ = len;
     inner_ = inner;
     const std::size_t n = outer * len * inner;
-    y_.resize(n);  // keeps its capacity: no allocation once the largest batch has been seen
+    grow(y_, n);  // keeps its capacity: no allocation once the largest batch has been seen
     has_cache_ = true;
     if (n == 0) return;
     T* cache = y_.data();
@@ -211,7 +217,7 @@ class Softmax {
         softmax_rows_forward(x + off, y + off, cache + off, r1 - r0, len);
       });
     } else {
-      acc_.resize(2 * inner);
+      grow(acc_, 2 * inner);
       softmax_strided_forward(x, cache, acc_.data(), outer, len, inner);
       std::copy(y_.begin(), y_.end(), y);
     }
@@ -233,7 +239,7 @@ class Softmax {
         softmax_rows_backward(y + off, dy + off, dx + off, r1 - r0, len);
       });
     } else {
-      acc_.resize(2 * inner_);
+      grow(acc_, 2 * inner_);
       softmax_strided_backward(y, dy, dx, acc_.data(), outer_, len_, inner_);
     }
   }
