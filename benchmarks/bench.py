@@ -77,7 +77,7 @@ def threads(n):
     """n threads for layerkit, NumPy's BLAS and PyTorch alike."""
     saved_torch = torch.get_num_threads() if torch else None
     limiter = threadpool_limits(limits=n) if threadpool_limits else contextlib.nullcontext()
-    with limiter, (lk.threads(n) if hasattr(lk, "threads") else contextlib.nullcontext()):
+    with limiter, lk.threads(n) if hasattr(lk, "threads") else contextlib.nullcontext():
         if torch:
             torch.set_num_threads(n)
         try:
@@ -251,7 +251,9 @@ def train_fns(X, y, batch, pool, fin, hidden):
         [*layers, lk.Dense(fin, hidden, seed=0), lk.ReLU(), lk.Dense(hidden, 10, seed=1)]
     )
     opt = lk.SGD(lr=0.01, momentum=0.9)
-    fns = {"layerkit": lambda: model.fit(X, y, epochs=1, batch_size=batch, optimizer=opt, verbose=0)}
+    fns = {
+        "layerkit": lambda: model.fit(X, y, epochs=1, batch_size=batch, optimizer=opt, verbose=0)
+    }
 
     rng = np.random.default_rng(0)
     params = [
@@ -319,7 +321,12 @@ def table(title, rows, rate_unit):
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
     print(f"\n{title}")
     for j, r in enumerate(lines):
-        print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        print(
+            "  "
+            + "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+            )
+        )
         if j == 0:
             print("  " + "  ".join("-" * w for w in widths))
 
@@ -340,10 +347,14 @@ def main(argv=None):
     only = set(args.only.split(","))
     rng = np.random.default_rng(0)
 
-    print(f"layerkit {lk.__version__}, numpy {np.__version__}, "
-          f"torch {torch.__version__ if torch else 'not installed: its columns are left out'}")
-    print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus, "
-          f"{_cpu_name()}")
+    print(
+        f"layerkit {lk.__version__}, numpy {np.__version__}, "
+        f"torch {torch.__version__ if torch else 'not installed: its columns are left out'}"
+    )
+    print(
+        f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus, "
+        f"{_cpu_name()}"
+    )
     if threadpool_limits is None:
         print("threadpoolctl is not installed: NumPy's BLAS keeps its own thread count")
     print(f"median of {repeat} samples; ratios > 1 mean layerkit is faster")
@@ -379,8 +390,11 @@ def main(argv=None):
                     table(f"AvgPool2d forward + backward ({tag})", rows, "GB/s")
                 if "call" in only:
                     fns, _, _ = call_overhead_case(dt, rng)
-                    table(f"One call on a 1x4 input ({tag})",
-                          [("relu(1x4)", measure_all(fns, repeat), None)], "")
+                    table(
+                        f"One call on a 1x4 input ({tag})",
+                        [("relu(1x4)", measure_all(fns, repeat), None)],
+                        "",
+                    )
             if "train" in only:
                 rows = []
                 for name, X, y, batch, pool, fin, hidden in training_cases(args.smoke, rng):

@@ -181,13 +181,8 @@ class Sequential:
             )
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        X = _as_samples(X)
-        n = len(X)
-        if n == 0:
-            raise ValueError("fit: X holds no samples")
-        # One forward on a single sample tells the output's shape, so targets are checked up front.
-        sample = _float_output(self._forward_body(loss, X[:1]))
-        t = self._targets(y, n, sample, loss)
+        trainer = _Trainer(self, X, y, loss, optimizer, batch_size)
+        n = len(trainer.X)
         if validation_data is not None:
             try:
                 X_val, y_val = validation_data
@@ -200,18 +195,9 @@ class Sequential:
                 y_val, len(X_val), _float_output(self._forward_body(loss, X_val[:1])), loss
             )
 
-        params = [(value, grad) for _, value, grad in self.parameters()]
-        first = self._first_trainable()
         rng = np.random.default_rng(seed)
         history = History()
         n_batches = -(-n // batch_size)
-        # Buffers reused by every step: the batch, its targets, the loss gradient, the order.
-        xsrc = np.empty((batch_size, *X.shape[1:]), dtype=X.dtype)
-        xbuf = (
-            xsrc if X.dtype == self._input_dtype(X) else np.empty_like(xsrc, self._input_dtype(X))
-        )
-        tbuf = np.empty((batch_size, *t.shape[1:]), dtype=t.dtype)
-        gbuf = np.empty((batch_size, *sample.shape[1:]), dtype=sample.dtype)
         order = np.arange(n)
         for epoch in range(epochs):
             started = time.perf_counter()
@@ -220,17 +206,9 @@ class Sequential:
             total, correct = 0.0, 0
             bar = _progress_bar(verbose, epoch, epochs, n_batches)
             for b in range(n_batches):
-                idx = order[b * batch_size : (b + 1) * batch_size]
-                m = len(idx)
-                # mode="clip" lets take write straight into the buffer (the indices are valid).
-                np.take(X, idx, axis=0, out=xsrc[:m], mode="clip")
-                if xbuf is not xsrc:
-                    np.copyto(xbuf[:m], xsrc[:m])
-                np.take(t, idx, axis=0, out=tbuf[:m], mode="clip")
-                batch_total, batch_correct = self._backprop(
-                    xbuf[:m], tbuf[:m], loss, gbuf[:m], first
+                batch_total, batch_correct = trainer.step(
+                    order[b * batch_size : (b + 1) * batch_size]
                 )
-                optimizer.step(params)
                 total += batch_total
                 correct += batch_correct
                 if bar is not None:
@@ -344,6 +322,41 @@ class Sequential:
                 f"targets of shape {y.shape} do not fit model outputs of shape (N, *{out_shape})"
             )
         return np.ascontiguousarray(y, dtype=dtype)
+
+
+class _Trainer:
+    """What one fit call keeps: the data, checked targets, and the buffers every step reuses (the
+    batch, its targets, the loss gradient), so that a step allocates nothing once warm."""
+
+    def __init__(self, model, X, y, loss, optimizer, batch_size):
+        X = _as_samples(X)
+        if len(X) == 0:
+            raise ValueError("fit: X holds no samples")
+        # One forward on a single sample tells the output's shape: targets are checked up front.
+        sample = _float_output(model._forward_body(loss, X[:1]))
+        self.t = model._targets(y, len(X), sample, loss)
+        self.model, self.X, self.loss, self.optimizer = model, X, loss, optimizer
+        self.params = [(value, grad) for _, value, grad in model.parameters()]
+        self.first = model._first_trainable()
+        in_dtype = model._input_dtype(X)
+        self.xsrc = np.empty((batch_size, *X.shape[1:]), dtype=X.dtype)
+        self.xbuf = self.xsrc if X.dtype == in_dtype else np.empty_like(self.xsrc, in_dtype)
+        self.tbuf = np.empty((batch_size, *self.t.shape[1:]), dtype=self.t.dtype)
+        self.gbuf = np.empty((batch_size, *sample.shape[1:]), dtype=sample.dtype)
+
+    def step(self, idx):
+        """One optimizer step on the samples idx: (loss summed over them, right answers)."""
+        m = len(idx)
+        # mode="clip" lets take write straight into the buffer (the indices are valid).
+        np.take(self.X, idx, axis=0, out=self.xsrc[:m], mode="clip")
+        if self.xbuf is not self.xsrc:
+            np.copyto(self.xbuf[:m], self.xsrc[:m])
+        np.take(self.t, idx, axis=0, out=self.tbuf[:m], mode="clip")
+        result = self.model._backprop(
+            self.xbuf[:m], self.tbuf[:m], self.loss, self.gbuf[:m], self.first
+        )
+        self.optimizer.step(self.params)
+        return result
 
 
 def _float_output(z):

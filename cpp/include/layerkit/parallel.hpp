@@ -71,12 +71,13 @@ class ThreadPool {
       std::lock_guard<std::mutex> lock(mutex_);
       task_ = task;
       ntasks_ = ntasks;
-      next_.store(0);
       pending_.store(workers_.size());
       generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
-    drain();
+    task_(0);  // the calling thread is worker 0
+    // More tasks than threads (the count changed since the caller read it): the rest run here.
+    for (std::size_t i = workers_.size() + 1; i < ntasks; ++i) task_(i);
     inside_task = false;
     // Workers usually finish within microseconds of this thread: spin briefly before sleeping.
     if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
@@ -105,17 +106,14 @@ class ThreadPool {
     }
   }
 
-  void drain() {
-    for (std::size_t i; (i = next_.fetch_add(1)) < ntasks_;) task_(i);
-  }
-
   void start_workers() {
     stop_ = false;
 #ifdef LAYERKIT_HAS_FORK
     pid_ = ::getpid();
 #endif
     for (std::size_t i = 1; i < threads_.load(); ++i)
-      workers_.emplace_back([this, seen = generation_.load()] { worker_loop(seen); });
+      workers_.emplace_back(
+          [this, i, seen = generation_.load()] { worker_loop(i, seen); });
   }
 
   // A forked child inherits the pool's bookkeeping but none of its threads: drop them (without
@@ -133,7 +131,7 @@ class ThreadPool {
 
   // `seen` is the generation when the worker was made: a job published before the thread got
   // going is still picked up.
-  void worker_loop(std::size_t seen) {
+  void worker_loop(std::size_t index, std::size_t seen) {
     for (;;) {
       if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -141,7 +139,9 @@ class ThreadPool {
       }
       if (stop_) return;
       seen = generation_.load(std::memory_order_acquire);
-      drain();
+      // Task i always runs on worker i: a fixed mapping, so the buffers a kernel keeps per
+      // thread are all made during the first call of a given shape.
+      if (index < ntasks_) task_(index);
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lock(mutex_);  // pairs with the waiter's predicate check
         done_.notify_one();
@@ -168,7 +168,7 @@ class ThreadPool {
   std::condition_variable wake_, done_;
   TaskRef task_ = TaskRef(noop_);
   std::size_t ntasks_ = 0;
-  std::atomic<std::size_t> next_{0}, pending_{0}, generation_{0};
+  std::atomic<std::size_t> pending_{0}, generation_{0};
   std::atomic<bool> stop_{false};
 #ifdef LAYERKIT_HAS_FORK
   pid_t pid_ = 0;

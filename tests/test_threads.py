@@ -1,0 +1,133 @@
+"""Thread count API, and results that are bitwise identical whatever the thread count."""
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import assert_matches
+
+import layerkit as lk
+from layerkit import _core
+from layerkit import reference as ref
+
+COUNTS = [1, 2, 4, 8]
+
+
+def test_thread_count_api():
+    default = lk.get_num_threads()
+    assert default >= 1
+    with lk.threads(3):
+        assert lk.get_num_threads() == 3
+        with lk.threads(1):
+            assert lk.get_num_threads() == 1
+        assert lk.get_num_threads() == 3
+    assert lk.get_num_threads() == default
+    lk.set_num_threads(2)
+    assert lk.get_num_threads() == 2
+    lk.set_num_threads(default)
+    with pytest.raises(ValueError, match="at least 1"):
+        lk.set_num_threads(0)
+    with pytest.raises(TypeError, match="integer"):
+        lk.set_num_threads(2.0)
+
+
+def _per_count(fn):
+    results = []
+    for n in COUNTS:
+        with lk.threads(n):
+            results.append(fn())
+    return results
+
+
+def _assert_all_equal(results):
+    first = results[0]
+    for other in results[1:]:
+        for a, b in zip(first, other):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("make", "shape"),
+    [
+        (lambda dt: lk.Dense(300, 500, dtype=dt, seed=0), (257, 300)),
+        (lambda dt: lk.Softmax(), (512, 1000)),
+        (lambda dt: lk.Softmax(axis=0), (300, 70)),
+        (lambda dt: lk.AvgPool2d(2), (64, 16, 28, 28)),
+        (lambda dt: lk.AvgPool2d(3, 2, 1, ceil_mode=True), (32, 8, 27, 27)),
+        (lambda dt: lk.ReLU(), (400, 1000)),
+        (lambda dt: lk.Sigmoid(), (400, 1000)),
+        (lambda dt: lk.Tanh(), (400, 1000)),
+    ],
+)
+def test_layers_are_bitwise_identical_for_any_thread_count(rng, dtype, make, shape):
+    x = rng.standard_normal(shape).astype(dtype)
+    layer = make(dtype)
+    dy = rng.standard_normal(np.shape(layer(x))).astype(dtype)
+
+    def run():
+        y = layer(x)
+        dx = layer.backward(dy)
+        grads = [g.copy() for _, _, g in layer.parameters()]
+        return [y, dx, *grads]
+
+    _assert_all_equal(_per_count(run))
+
+
+def test_fit_is_bitwise_identical_for_any_thread_count(rng):
+    X = rng.standard_normal((600, 200)).astype(np.float32)
+    y = rng.integers(0, 10, 600)
+
+    def run():
+        model = lk.Sequential(
+            [lk.Dense(200, 256, seed=0), lk.ReLU(), lk.Dense(256, 10, seed=1), lk.Softmax()]
+        )
+        hist = model.fit(
+            X, y, epochs=2, batch_size=100, optimizer=lk.Adam(lr=1e-3), seed=5, verbose=0
+        )
+        return [np.array(hist.history["loss"]), *[v.copy() for _, v, _ in model.parameters()]]
+
+    _assert_all_equal(_per_count(run))
+
+
+def test_portable_kernels_match_the_reference(rng, dtype):
+    """The kernels for CPUs without AVX2 (forced here) give the same answers as the reference."""
+    x = rng.standard_normal((37, 53)).astype(dtype)
+    try:
+        _core._use_portable_kernels(True)
+        d = lk.Dense(53, 29, dtype=dtype, seed=0)
+        assert_matches(d(x), ref.dense_forward(x, d.weight, d.bias), dtype)
+        dy = rng.standard_normal((37, 29)).astype(dtype)
+        assert_matches(d.backward(dy), ref.dense_backward(x, d.weight, dy)[0], dtype)
+        s = lk.Softmax()
+        assert_matches(s(x), ref.softmax_forward(x), dtype)
+        assert_matches(lk.Sigmoid()(x), ref.sigmoid_forward(x), dtype)
+        p = lk.AvgPool2d(2)
+        x4 = x[None, None]
+        assert_matches(p(x4), ref.avgpool2d_forward(x4, 2), dtype)
+    finally:
+        _core._use_portable_kernels(False)
+
+
+def test_separate_models_train_in_parallel_python_threads(rng):
+    """Kernels release the GIL; models trained in threads match models trained alone."""
+    X = rng.standard_normal((256, 64)).astype(np.float32)
+    y = rng.integers(0, 4, 256)
+
+    def train(seed, out):
+        model = lk.Sequential(
+            [lk.Dense(64, 32, seed=seed), lk.Tanh(), lk.Dense(32, 4, seed=seed + 1)]
+        )
+        model.fit(X, y, epochs=3, batch_size=32, optimizer=lk.SGD(lr=0.05), seed=seed, verbose=0)
+        out[seed] = [v.copy() for _, v, _ in model.parameters()]
+
+    alone, together = {}, {}
+    for seed in range(4):
+        train(seed, alone)
+    threads = [threading.Thread(target=train, args=(seed, together)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed in range(4):
+        for a, b in zip(alone[seed], together[seed]):
+            np.testing.assert_array_equal(a, b)
