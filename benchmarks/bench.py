@@ -18,9 +18,8 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 import layerkit as lk
+import numpy as np
 
 try:
     import torch
@@ -34,7 +33,7 @@ except ImportError:
 
 
 # ---------------------------------------------------------------------------- timing
-def measure(fn, repeat, min_time=2e-3):
+def measure(fn, repeat, min_time=10e-3):
     """Median seconds per call of ``fn`` over ``repeat`` samples."""
     fn()  # warm up: first-call allocations, lazy initialisation
     number = 1
@@ -118,7 +117,7 @@ def dense_case(n, fin, fout, dtype, rng):
             lin(tx).backward(tdy)
 
         fns["torch"] = pytorch
-    return fns, 3 * 2.0 * n * fin * fout, "GFLOP/s"
+    return fns, 3 * 2.0 * n * fin * fout
 
 
 def softmax_case(n, k, dtype, rng):
@@ -147,7 +146,7 @@ def softmax_case(n, k, dtype, rng):
 
         fns["torch"] = pytorch
     # bytes: read x, write y, read y and dy, write dx
-    return fns, 5.0 * x.nbytes, "GB/s"
+    return fns, 5.0 * x.nbytes
 
 
 def pool_case(shape, dtype, rng):
@@ -178,7 +177,7 @@ def pool_case(shape, dtype, rng):
 
         fns["torch"] = pytorch
     # read x, write y, read dy, write dx
-    return fns, 2.0 * x.nbytes + 2.0 * dy.nbytes, "GB/s"
+    return fns, 2.0 * x.nbytes + 2.0 * dy.nbytes
 
 
 def call_overhead_case(dtype, rng):
@@ -188,7 +187,27 @@ def call_overhead_case(dtype, rng):
     if torch:
         tx = torch.from_numpy(x)
         fns["torch"] = lambda: torch.relu(tx)
-    return fns, None, ""
+    return fns, None
+
+
+def alternating_case(rng):
+    """A NumPy matmul and a layerkit Dense forward in one loop, against each run on its own."""
+    x = rng.standard_normal((256, 784)).astype(np.float32)
+    W = rng.standard_normal((784, 256)).astype(np.float32)
+    layer = lk.Dense(784, 256, seed=0)
+
+    def both():
+        _ = x @ W
+        layer.forward(x)
+
+    return {"numpy": lambda: x @ W, "layerkit": lambda: layer.forward(x), "alternating": both}
+
+
+def copy_bandwidth(repeat):
+    """GB/s of a large np.copyto (bytes read plus bytes written)."""
+    src = np.ones(64 * 1024 * 1024 // 8)
+    dst = np.empty_like(src)
+    return 2 * src.nbytes / measure(lambda: np.copyto(dst, src), repeat) / 1e9
 
 
 # -------------------------------------------------------------------------- training
@@ -245,7 +264,7 @@ def training_cases(smoke, rng):
     return cases
 
 
-def train_fns(X, y, batch, pool, fin, hidden):
+def train_fns(X, y, batch, pool, fin, hidden, only=None):
     layers = [lk.AvgPool2d(2), lk.Flatten()] if pool else []
     model = lk.Sequential(
         [*layers, lk.Dense(fin, hidden, seed=0), lk.ReLU(), lk.Dense(hidden, 10, seed=1)]
@@ -266,7 +285,7 @@ def train_fns(X, y, batch, pool, fin, hidden):
     fns["numpy"] = lambda: numpy_mlp_epoch(X, y, params, batch, 0.01, 0.9, bufs, rng, pool)
 
     fns["torch"] = None
-    if torch:
+    if torch and only in (None, "torch"):
         nn = torch.nn
         tmodel = nn.Sequential(
             *([nn.AvgPool2d(2), nn.Flatten()] if pool else []),
@@ -300,10 +319,12 @@ def fmt_time(t):
     return f"{t / 1e-9:.3g} ns"
 
 
-def table(title, rows, rate_unit):
+def table(title, rows, rate_unit, bandwidth=None):
     head = ["case", "layerkit", "numpy", "torch", "np/lk", "torch/lk"]
     if rate_unit:
         head.append(f"lk {rate_unit}")
+    if bandwidth:
+        head.append("of copyto")
     lines = [head]
     for name, times, work in rows:
         lk_t, np_t, th_t = times["layerkit"], times["numpy"], times["torch"]
@@ -317,6 +338,8 @@ def table(title, rows, rate_unit):
         ]
         if rate_unit:
             row.append(f"{work / lk_t / 1e9:.1f}" if work else "-")
+        if bandwidth:
+            row.append(f"{work / lk_t / 1e9 / bandwidth:.2f}")
         lines.append(row)
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
     print(f"\n{title}")
@@ -334,13 +357,20 @@ def table(title, rows, rate_unit):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat")
+    parser.add_argument(
+        "--memory-child", choices=["layerkit", "numpy", "torch"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument(
-        "--only", default="dense,softmax,pool,call,train", help="comma-separated case families"
+        "--only",
+        default="dense,softmax,pool,call,alternate,train,memory",
+        help="comma-separated case families",
     )
     args = parser.parse_args(argv)
+    if args.memory_child:
+        return _memory_child(args.memory_child, args.smoke)
     repeat = 1 if args.smoke else args.repeat
     thread_counts = [int(t) for t in args.threads.split(",")]
     dtypes = [np.dtype(d) for d in args.dtypes.split(",")]
@@ -365,43 +395,94 @@ def main(argv=None):
     if args.smoke:
         dense_sizes, softmax_sizes, pool_sizes = dense_sizes[:3], softmax_sizes[:2], pool_sizes[:2]
 
+    bandwidth = copy_bandwidth(repeat)
+    print(f"np.copyto of 64 MiB: {bandwidth:.1f} GB/s (read + write)")
+
     for nt in thread_counts:
         with threads(nt):
+            label = f"{nt} thread{'s' if nt > 1 else ''}"
             for dt in dtypes:
-                tag = f"{dt.name}, {nt} thread{'s' if nt > 1 else ''}"
+                tag = f"{dt.name}, {label}"
                 if "dense" in only:
                     rows = []
                     for n, fin, fout in dense_sizes:
-                        fns, work, unit = dense_case(n, fin, fout, dt, rng)
+                        fns, work = dense_case(n, fin, fout, dt, rng)
                         rows.append((f"dense {n}x{fin}->{fout}", measure_all(fns, repeat), work))
                     table(f"Dense forward + backward ({tag})", rows, "GFLOP/s")
                 if "softmax" in only:
                     rows = []
                     for n, k in softmax_sizes:
-                        fns, work, unit = softmax_case(n, k, dt, rng)
+                        fns, work = softmax_case(n, k, dt, rng)
                         rows.append((f"softmax {n}x{k}", measure_all(fns, repeat), work))
-                    table(f"Softmax forward + backward ({tag})", rows, "GB/s")
+                    table(f"Softmax forward + backward ({tag})", rows, "GB/s", bandwidth)
                 if "pool" in only:
                     rows = []
                     for shape in pool_sizes:
-                        fns, work, unit = pool_case(shape, dt, rng)
+                        fns, work = pool_case(shape, dt, rng)
                         name = "avgpool2d 2x2 " + "x".join(map(str, shape))
                         rows.append((name, measure_all(fns, repeat), work))
-                    table(f"AvgPool2d forward + backward ({tag})", rows, "GB/s")
+                    table(f"AvgPool2d forward + backward ({tag})", rows, "GB/s", bandwidth)
                 if "call" in only:
-                    fns, _, _ = call_overhead_case(dt, rng)
-                    table(
-                        f"One call on a 1x4 input ({tag})",
-                        [("relu(1x4)", measure_all(fns, repeat), None)],
-                        "",
-                    )
+                    fns, _ = call_overhead_case(dt, rng)
+                    rows = [("relu(1x4)", measure_all(fns, repeat), None)]
+                    table(f"One call on a 1x4 input ({tag})", rows, "")
+            if "alternate" in only:
+                t = measure_all(alternating_case(rng), repeat)
+                ratio = t["alternating"] / (t["numpy"] + t["layerkit"])
+                print(f"\nAlternating NumPy matmul and layerkit Dense, 256x784->256 ({label}):")
+                print(
+                    f"  numpy alone {fmt_time(t['numpy'])}, layerkit alone {fmt_time(t['layerkit'])},"
+                    f" alternating {fmt_time(t['alternating'])}: {ratio:.2f}x the sum of the two"
+                )
             if "train" in only:
                 rows = []
                 for name, X, y, batch, pool, fin, hidden in training_cases(args.smoke, rng):
                     fns = train_fns(X, y, batch, pool, fin, hidden)
                     rows.append((name, measure_all(fns, max(3, repeat // 2)), None))
-                table(f"One training epoch, float32 ({nt} thread{'s' if nt > 1 else ''})", rows, "")
+                table(f"One training epoch, float32 ({label})", rows, "")
+    if "memory" in only:
+        print(
+            "\nPeak memory of one epoch of the 784-256-10 workload, each library in its own process"
+        )
+        print("(peak resident set minus resident set once data and library are loaded):")
+        for lib in ("layerkit", "numpy", "torch"):
+            if lib == "torch" and torch is None:
+                print("  torch: not installed")
+                continue
+            print(f"  {lib}: {_peak_memory(lib, args.smoke):.0f} MB")
     return 0
+
+
+def _rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _memory_child(lib, smoke):
+    """Runs one epoch with one library and prints its peak memory above the loaded baseline."""
+    import resource
+
+    rng = np.random.default_rng(0)
+    _, X, y, batch, pool, fin, hidden = training_cases(smoke, rng)[1]
+    fn = train_fns(X, y, batch, pool, fin, hidden, only=lib)[lib]
+    base = _rss_mb()
+    fn()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(max(peak - base, 0.0))
+    return 0
+
+
+def _peak_memory(lib, smoke):
+    import subprocess
+
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", lib]
+    if smoke:
+        cmd.append("--smoke")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def _cpu_name():

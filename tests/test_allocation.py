@@ -3,10 +3,9 @@ in buffers reused from step to step."""
 
 import tracemalloc
 
+import layerkit as lk
 import numpy as np
 import pytest
-
-import layerkit as lk
 from layerkit import _core
 from layerkit.model import _Trainer
 

@@ -1,7 +1,7 @@
-import layerkit as lk
 import io
 import sys
 
+import layerkit as lk
 import numpy as np
 import pytest
 from layerkit import reference as ref

@@ -2,11 +2,10 @@
 
 import threading
 
+import layerkit as lk
 import numpy as np
 import pytest
 from conftest import assert_matches
-
-import layerkit as lk
 from layerkit import _core
 from layerkit import reference as ref
 

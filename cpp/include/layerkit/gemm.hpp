@@ -147,6 +147,16 @@ void pack_b(std::size_t kc, std::size_t nc, const T* b, std::ptrdiff_t rs, std::
   }
 }
 
+// The packing buffer `which` (0 for A, 1 for B) of the pool task the caller runs, else of the
+// calling thread. A slot is only ever used by the one thread running that task.
+template <typename T>
+std::vector<T>& pack_buffer(int which) {
+  static std::vector<T> slots[ThreadPool::kMaxTasks][2];
+  thread_local std::vector<T> own[2];
+  const int slot = ThreadPool::current_slot();
+  return slot >= 0 ? slots[slot][which] : own[which];
+}
+
 // The whole product on the calling thread, for a sub-rectangle of C that starts on the tile grid.
 template <typename T>
 void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::ptrdiff_t rsa,
@@ -154,8 +164,10 @@ void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::p
                  std::size_t ldc, bool accumulate, MicroKernel<T> kernel) {
   using G = GemmBlocking<T>;
   constexpr std::size_t MR = G::MR, NR = G::NR;
-  // Per-thread packing buffers: they grow to their largest size once and are then reused.
-  thread_local std::vector<T> abuf, bbuf;
+  // Packing buffers, one pair per task slot of the pool (or per thread outside pooled jobs):
+  // each grows to its full size once and is then reused.
+  std::vector<T>& abuf = pack_buffer<T>(0);
+  std::vector<T>& bbuf = pack_buffer<T>(1);
   if (abuf.size() < G::MC * G::KC) grow(abuf, G::MC * G::KC);
   if (bbuf.size() < G::KC * (G::NC + NR)) grow(bbuf, G::KC * (G::NC + NR));
   for (std::size_t jc = 0; jc < N; jc += G::NC) {

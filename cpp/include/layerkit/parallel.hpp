@@ -70,14 +70,17 @@ class ThreadPool {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       task_ = task;
-      ntasks_ = ntasks;
+      ntasks_ = std::min(ntasks, kMaxTasks);
+      for (std::size_t i = 0; i < ntasks_; ++i) claimed_[i].store(false, std::memory_order_relaxed);
       pending_.store(workers_.size());
       generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
-    task_(0);  // the calling thread is worker 0
-    // More tasks than threads (the count changed since the caller read it): the rest run here.
-    for (std::size_t i = workers_.size() + 1; i < ntasks; ++i) task_(i);
+    // The calling thread runs task 0, then any task whose worker has not started it yet: a worker
+    // that the OS has not scheduled (the cores busy with another library's threads, say) then
+    // costs no waiting. Tasks beyond the table (never in practice) run here too.
+    for (std::size_t i = 0; i < ntasks_; ++i) claim_and_run(i);
+    for (std::size_t i = ntasks_; i < ntasks; ++i) task_(i);
     inside_task = false;
     // Workers usually finish within microseconds of this thread: spin briefly before sleeping.
     if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
@@ -106,14 +109,33 @@ class ThreadPool {
     }
   }
 
+  // Runs task i unless another thread already has. While it runs, slot() is i: kernels keep
+  // their scratch per task slot, so the buffers they need are all made during the first call of
+  // a given shape, whichever thread ends up running each task.
+  void claim_and_run(std::size_t i) {
+    if (claimed_[i].exchange(true, std::memory_order_acq_rel)) return;
+    current_slot() = static_cast<int>(i);
+    task_(i);
+    current_slot() = -1;
+  }
+
+ public:
+  static constexpr std::size_t kMaxTasks = 256;
+
+  // The task slot the calling thread is running, or -1 outside a pooled job.
+  static int& current_slot() {
+    thread_local int slot = -1;
+    return slot;
+  }
+
+ private:
   void start_workers() {
     stop_ = false;
 #ifdef LAYERKIT_HAS_FORK
     pid_ = ::getpid();
 #endif
     for (std::size_t i = 1; i < threads_.load(); ++i)
-      workers_.emplace_back(
-          [this, i, seen = generation_.load()] { worker_loop(i, seen); });
+      workers_.emplace_back([this, i, seen = generation_.load()] { worker_loop(i, seen); });
   }
 
   // A forked child inherits the pool's bookkeeping but none of its threads: drop them (without
@@ -139,9 +161,7 @@ class ThreadPool {
       }
       if (stop_) return;
       seen = generation_.load(std::memory_order_acquire);
-      // Task i always runs on worker i: a fixed mapping, so the buffers a kernel keeps per
-      // thread are all made during the first call of a given shape.
-      if (index < ntasks_) task_(index);
+      if (index < ntasks_) claim_and_run(index);
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lock(mutex_);  // pairs with the waiter's predicate check
         done_.notify_one();
@@ -169,6 +189,7 @@ class ThreadPool {
   TaskRef task_ = TaskRef(noop_);
   std::size_t ntasks_ = 0;
   std::atomic<std::size_t> pending_{0}, generation_{0};
+  std::atomic<bool> claimed_[kMaxTasks] = {};
   std::atomic<bool> stop_{false};
 #ifdef LAYERKIT_HAS_FORK
   pid_t pid_ = 0;
