@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import signal
 import sys
+import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -26,6 +30,7 @@ class History:
     def __init__(self):
         self.history = {}
         self.epoch = []
+        self.stop_reason = None
 
     def _append(self, epoch, logs):
         self.epoch.append(epoch)
@@ -52,6 +57,8 @@ class Sequential:
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: layer {i} is {type(layer).__name__}, not a Layer")
         self.layers = layers
+        self.optimizer = None  # set by fit and by load
+        self.fit_state = None  # {"seed": ..., "epoch": ...} of the last fit, for resuming
 
     def __call__(self, x):
         return self.forward(x)
@@ -92,11 +99,12 @@ class Sequential:
         rule = "-" * len(lines[0])
         return "\n".join([lines[0], rule, *lines[1:], rule, f"total parameters: {total:,}"])
 
-    def save(self, path):
-        """Writes the architecture and every parameter to one ``.npz`` file (see ``layerkit.load``)."""
+    def save(self, path, include_optimizer=True):
+        """Writes the architecture, every parameter and (unless told not to) the optimizer's state
+        and ``fit_state`` to one ``.npz`` file, atomically (see ``layerkit.load``)."""
         from .serialization import save
 
-        save(self, path)
+        save(self, path, include_optimizer=include_optimizer)
 
     # ----------------------------------------------------------------- inference
     def predict(self, X, batch_size=256):
@@ -144,6 +152,8 @@ class Sequential:
         seed=None,
         validation_data=None,
         verbose=1,
+        initial_epoch=0,
+        stop_on_nan=True,
     ):
         """Mini-batch training.
 
@@ -171,10 +181,11 @@ class Sequential:
         History
         """
         epochs = _positive("epochs", epochs, minimum=0)
+        initial_epoch = _positive("initial_epoch", initial_epoch, minimum=0)
         batch_size = _positive("batch_size", batch_size)
         _loss(loss)  # an unknown name fails before any work
         if optimizer is None:
-            optimizer = SGD()
+            optimizer = self.optimizer if self.optimizer is not None else SGD()
         if not isinstance(optimizer, Optimizer):
             raise TypeError(
                 f"optimizer must be a layerkit Optimizer, got {type(optimizer).__name__}"
@@ -195,39 +206,69 @@ class Sequential:
                 y_val, len(X_val), _float_output(self._forward_body(loss, X_val[:1])), loss
             )
 
-        rng = np.random.default_rng(seed)
+        if seed is None:  # a fresh seed, recorded in fit_state so that the run can be resumed
+            seed = int(np.random.SeedSequence().entropy % (1 << 63))
+        seed = _positive("seed", seed, minimum=0)
+        self.optimizer = optimizer
         history = History()
         n_batches = -(-n // batch_size)
-        order = np.arange(n)
-        for epoch in range(epochs):
-            started = time.perf_counter()
-            if shuffle:
-                rng.shuffle(order)
-            total, correct = 0.0, 0
-            bar = _progress_bar(verbose, epoch, epochs, n_batches)
-            for b in range(n_batches):
-                batch_total, batch_correct = trainer.step(
-                    order[b * batch_size : (b + 1) * batch_size]
-                )
-                total += batch_total
-                correct += batch_correct
+        with _CtrlC() as ctrl_c:
+            for epoch in range(initial_epoch, epochs):
+                started = time.perf_counter()
+                if shuffle:
+                    order = np.random.default_rng([seed, epoch]).permutation(n)
+                else:
+                    order = np.arange(n)
+                total, correct = 0.0, 0
+                bar = _progress_bar(verbose, epoch, epochs, n_batches)
+                for b in range(n_batches):
+                    batch_total, batch_correct = trainer.step(
+                        order[b * batch_size : (b + 1) * batch_size], skip_nonfinite=stop_on_nan
+                    )
+                    if stop_on_nan and not math.isfinite(batch_total):
+                        history.stop_reason = "nan"
+                        warnings.warn(
+                            f"fit: the loss became {batch_total} in epoch {epoch + 1}, batch "
+                            f"{b + 1}; training stopped before that batch's update (pass "
+                            f"stop_on_nan=False to go on). History holds the completed epochs.",
+                            RuntimeWarning,
+                            stacklevel=2,
+                        )
+                        break
+                    total += batch_total
+                    correct += batch_correct
+                    if bar is not None:
+                        bar.set_postfix(
+                            _postfix(total, correct, b, batch_size, n, loss), refresh=False
+                        )
+                        bar.update()
+                    if ctrl_c.pressed:
+                        history.stop_reason = "interrupted"
+                        print(
+                            f"fit: interrupted in epoch {epoch + 1} after batch {b + 1}; "
+                            "returning the History of the completed epochs",
+                            file=sys.stderr,
+                        )
+                        break
+                if history.stop_reason is not None:
+                    if bar is not None:
+                        bar.close()
+                    break
+                logs = {"loss": total / n}
+                if loss == "cross_entropy":
+                    logs["accuracy"] = correct / n
+                if validation_data is not None:
+                    val = self.evaluate(X_val, y_val, loss=loss)
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                history._append(epoch, logs)
+                self.fit_state = {"seed": seed, "epoch": epoch + 1}
                 if bar is not None:
-                    bar.set_postfix(_postfix(total, correct, b, batch_size, n, loss), refresh=False)
-                    bar.update()
-            logs = {"loss": total / n}
-            if loss == "cross_entropy":
-                logs["accuracy"] = correct / n
-            if validation_data is not None:
-                val = self.evaluate(X_val, y_val, loss=loss)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            history._append(epoch, logs)
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
-                bar.close()
-            elif verbose:
-                line = " - ".join(f"{k} {v:.4f}" for k, v in logs.items())
-                elapsed = time.perf_counter() - started
-                print(f"epoch {epoch + 1}/{epochs} - {line} - {elapsed:.2f}s", flush=True)
+                    bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+                    bar.close()
+                elif verbose:
+                    line = " - ".join(f"{k} {v:.4f}" for k, v in logs.items())
+                    elapsed = time.perf_counter() - started
+                    print(f"epoch {epoch + 1}/{epochs} - {line} - {elapsed:.2f}s", flush=True)
         return history
 
     def loss_and_gradients(self, X, y, *, loss="cross_entropy"):
@@ -344,8 +385,9 @@ class _Trainer:
         self.tbuf = np.empty((batch_size, *self.t.shape[1:]), dtype=self.t.dtype)
         self.gbuf = np.empty((batch_size, *sample.shape[1:]), dtype=sample.dtype)
 
-    def step(self, idx):
-        """One optimizer step on the samples idx: (loss summed over them, right answers)."""
+    def step(self, idx, skip_nonfinite=False):
+        """One optimizer step on the samples idx: (loss summed over them, right answers). With
+        skip_nonfinite, a NaN or infinite loss leaves the weights as they were."""
         m = len(idx)
         # mode="clip" lets take write straight into the buffer (the indices are valid).
         np.take(self.X, idx, axis=0, out=self.xsrc[:m], mode="clip")
@@ -355,7 +397,8 @@ class _Trainer:
         result = self.model._backprop(
             self.xbuf[:m], self.tbuf[:m], self.loss, self.gbuf[:m], self.first
         )
-        self.optimizer.step(self.params)
+        if not (skip_nonfinite and not math.isfinite(result[0])):
+            self.optimizer.step(self.params)
         return result
 
 
@@ -370,6 +413,30 @@ def _loss_sum(loss, z, t, grad):
     if loss == "cross_entropy":
         return _core.softmax_cross_entropy(z, t, grad)
     return _core.mse(z, t, grad), 0
+
+
+class _CtrlC:
+    """Within fit: the first Ctrl-C only sets ``pressed`` (fit stops after the batch in
+    progress); a second one interrupts at once. Outside the main thread, Ctrl-C is left alone."""
+
+    def __init__(self):
+        self.pressed = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def _loss(name):

@@ -151,8 +151,7 @@ def avgpool2d_backward(
 
 # ------------------------------------------------------------------- activations
 def relu_forward(x):
-    x = _f64(x)
-    return np.where(x > 0, x, 0.0)
+    return np.maximum(_f64(x), 0.0)  # NaN stays NaN
 
 
 def relu_backward(x, dy):
