@@ -172,8 +172,10 @@ void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::p
   if (bbuf.size() < G::KC * (G::NC + NR)) grow(bbuf, G::KC * (G::NC + NR));
   for (std::size_t jc = 0; jc < N; jc += G::NC) {
     const std::size_t nc = std::min(G::NC, N - jc);
-    for (std::size_t pc = 0; pc < K; pc += G::KC) {
-      const std::size_t kc = std::min(G::KC, K - pc);
+    // K in equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16): no thin last block.
+    const std::size_t kblocks = (K + G::KC - 1) / G::KC, kstep = (K + kblocks - 1) / kblocks;
+    for (std::size_t pc = 0; pc < K; pc += kstep) {
+      const std::size_t kc = std::min(kstep, K - pc);
       const bool acc = accumulate || pc > 0;
       pack_b(kc, nc,
              B + static_cast<std::ptrdiff_t>(pc) * rsb + static_cast<std::ptrdiff_t>(jc) * csb, rsb,
