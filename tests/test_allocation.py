@@ -6,7 +6,6 @@ import tracemalloc
 import layerkit as lk
 import numpy as np
 import pytest
-from layerkit import _core
 from layerkit.model import _Trainer
 
 
@@ -34,7 +33,7 @@ def test_a_warm_training_step_allocates_nothing(rng, optimizer, threads):
             for _ in range(3):
                 for idx in batches:
                     trainer.step(idx)
-            growths = _core.buffer_growths()
+            growths = lk.diagnostics.buffer_growths()
             before, _ = tracemalloc.get_traced_memory()
             tracemalloc.reset_peak()
             for _ in range(10):
@@ -43,7 +42,7 @@ def test_a_warm_training_step_allocates_nothing(rng, optimizer, threads):
             after, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-    assert _core.buffer_growths() == growths  # no C++ buffer grew
+    assert lk.diagnostics.buffer_growths() == growths  # no C++ buffer grew
     assert after - before < 512  # nothing kept
     # The smallest per-step array (64 x 10 float32 logits) is 2560 bytes: none was made, even
     # for a moment.
@@ -54,6 +53,6 @@ def test_the_counter_sees_growth():
     """The C++ counter the test above relies on does count a buffer that has to grow."""
     d = lk.Dense(8, 8, seed=0)
     d(np.ones((4, 8)))
-    before = _core.buffer_growths()
+    before = lk.diagnostics.buffer_growths()
     d(np.ones((400, 8)))  # a larger batch: the input cache must grow
-    assert _core.buffer_growths() > before
+    assert lk.diagnostics.buffer_growths() > before

@@ -150,6 +150,24 @@ def test_avgpool2d(data, dtype, layout):
     unchanged(dyv, dy)
 
 
+@SETTINGS
+@given(data=st.data(), dtype=DTYPES, layout=LAYOUTS)
+def test_flatten(data, dtype, layout):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=5))
+    x = arrays(data, dtype, shape, extreme(dtype))
+    xv = with_layout(x, layout)
+    f = lk.Flatten()
+    if x.ndim < 2:
+        with pytest.raises(ValueError, match="at least 2 dimensions"):
+            f(xv)
+        return
+    y = f(xv)
+    np.testing.assert_array_equal(y, x.reshape(x.shape[0], int(np.prod(x.shape[1:]))))
+    dy = arrays(data, dtype, y.shape, moderate(dtype))
+    np.testing.assert_array_equal(f.backward(dy), dy.reshape(x.shape))
+    unchanged(xv, x)
+
+
 ELEMENTWISE = {
     "relu": (lk.ReLU, ref.relu_forward, lambda x, y, dy: ref.relu_backward(x, dy)),
     "sigmoid": (lk.Sigmoid, ref.sigmoid_forward, lambda x, y, dy: ref.sigmoid_backward(y, dy)),

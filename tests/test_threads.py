@@ -6,7 +6,6 @@ import layerkit as lk
 import numpy as np
 import pytest
 from conftest import assert_matches
-from layerkit import _core
 from layerkit import reference as ref
 
 COUNTS = [1, 2, 4, 8]
@@ -91,8 +90,7 @@ def test_fit_is_bitwise_identical_for_any_thread_count(rng):
 def test_portable_kernels_match_the_reference(rng, dtype):
     """The kernels for CPUs without AVX2 (forced here) give the same answers as the reference."""
     x = rng.standard_normal((37, 53)).astype(dtype)
-    try:
-        _core._use_portable_kernels(True)
+    with lk.diagnostics.portable_kernels():
         d = lk.Dense(53, 29, dtype=dtype, seed=0)
         assert_matches(d(x), ref.dense_forward(x, d.weight, d.bias), dtype)
         dy = rng.standard_normal((37, 29)).astype(dtype)
@@ -103,8 +101,6 @@ def test_portable_kernels_match_the_reference(rng, dtype):
         p = lk.AvgPool2d(2)
         x4 = x[None, None]
         assert_matches(p(x4), ref.avgpool2d_forward(x4, 2), dtype)
-    finally:
-        _core._use_portable_kernels(False)
 
 
 def test_separate_models_train_in_parallel_python_threads(rng):

@@ -4,7 +4,7 @@ Layers (``Dense``, ``Softmax``, ``AvgPool2d``, ``ReLU``, ``Sigmoid``, ``Tanh``, 
 and return NumPy arrays; ``Sequential`` trains them with ``SGD`` or ``Adam``.
 """
 
-from . import losses, reference
+from . import diagnostics, losses, reference
 from ._core import __version__
 from .gradcheck import gradcheck
 from .layers import AvgPool2d, Dense, Flatten, Layer, ReLU, Sigmoid, Softmax, Tanh
@@ -28,6 +28,7 @@ __all__ = [
     "Softmax",
     "Tanh",
     "__version__",
+    "diagnostics",
     "get_num_threads",
     "gradcheck",
     "load",

@@ -166,14 +166,17 @@ void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::p
   constexpr std::size_t MR = G::MR, NR = G::NR;
   // Packing buffers, one pair per task slot of the pool (or per thread outside pooled jobs):
   // each grows to its full size once and is then reused.
+  // Sized for this product (at most MC x KC and KC x NC), so small layers keep small buffers.
+  const std::size_t kblocks = (K + G::KC - 1) / G::KC, kstep = (K + kblocks - 1) / kblocks;
+  const std::size_t a_need = std::min(G::MC, (M + MR - 1) / MR * MR) * kstep;
+  const std::size_t b_need = kstep * ((std::min(G::NC, N) + NR - 1) / NR * NR);
   std::vector<T>& abuf = pack_buffer<T>(0);
   std::vector<T>& bbuf = pack_buffer<T>(1);
-  if (abuf.size() < G::MC * G::KC) grow(abuf, G::MC * G::KC);
-  if (bbuf.size() < G::KC * (G::NC + NR)) grow(bbuf, G::KC * (G::NC + NR));
+  if (abuf.size() < a_need) grow(abuf, a_need);
+  if (bbuf.size() < b_need) grow(bbuf, b_need);
   for (std::size_t jc = 0; jc < N; jc += G::NC) {
     const std::size_t nc = std::min(G::NC, N - jc);
     // K in equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16): no thin last block.
-    const std::size_t kblocks = (K + G::KC - 1) / G::KC, kstep = (K + kblocks - 1) / kblocks;
     for (std::size_t pc = 0; pc < K; pc += kstep) {
       const std::size_t kc = std::min(kstep, K - pc);
       const bool acc = accumulate || pc > 0;
