@@ -126,3 +126,27 @@ def test_separate_models_train_in_parallel_python_threads(rng):
     for seed in range(4):
         for a, b in zip(alone[seed], together[seed]):
             np.testing.assert_array_equal(a, b)
+
+
+def _forward_in_child(conn):
+    with lk.threads(2):
+        d = lk.Dense(300, 500, seed=0)
+        conn.send(d(np.ones((257, 300), np.float32)))
+    conn.close()
+
+
+def test_kernels_work_in_a_forked_child():
+    """A child forked after the pool started has none of its threads: it must make new ones."""
+    import multiprocessing
+
+    with lk.threads(2):
+        lk.Dense(300, 500, seed=0)(np.ones((257, 300), np.float32))  # the pool is running
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=_forward_in_child, args=(child,))
+    p.start()
+    assert parent.poll(60), "the forked child hung"
+    got = parent.recv()
+    p.join(10)
+    assert p.exitcode == 0
+    np.testing.assert_array_equal(got, lk.Dense(300, 500, seed=0)(np.ones((257, 300), np.float32)))

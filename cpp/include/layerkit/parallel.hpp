@@ -10,11 +10,12 @@
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
+#include <pthread.h>
 #define LAYERKIT_HAS_FORK 1
 #endif
 
@@ -46,7 +47,6 @@ class ThreadPool {
   void set_num_threads(std::size_t n) {
     n = std::max<std::size_t>(n, 1);
     std::lock_guard<std::mutex> run_lock(run_mutex_);  // never resize under a running job
-    forget_workers_after_fork();
     if (n == threads_.load() && workers_.size() + 1 == n) return;
     stop_workers();
     threads_.store(n);
@@ -60,7 +60,7 @@ class ThreadPool {
     thread_local bool inside_task = false;
     std::unique_lock<std::mutex> run_lock(run_mutex_, std::defer_lock);
     if (ntasks > 1 && !inside_task && run_lock.try_lock()) {
-      if (forget_workers_after_fork()) start_workers();
+      if (workers_.empty() && threads_.load() > 1) start_workers();  // first job after a fork
     }
     if (ntasks <= 1 || !run_lock.owns_lock() || workers_.empty()) {
       for (std::size_t i = 0; i < ntasks; ++i) task(i);
@@ -122,6 +122,20 @@ class ThreadPool {
  public:
   static constexpr std::size_t kMaxTasks = 256;
 
+  // In a forked child, which has one thread: the workers do not exist there, and the mutexes
+  // and condition variables may hold the parent's waiters (glibc's broadcast would wait for them
+  // forever). Start afresh; the next job starts new workers.
+  void reset_after_fork() {
+    new (&run_mutex_) std::mutex();
+    new (&mutex_) std::mutex();
+    new (&wake_) std::condition_variable();
+    new (&done_) std::condition_variable();
+    new std::vector<std::thread>(std::move(workers_));  // leaked on purpose: never joined
+    workers_.clear();
+    pending_.store(0);
+    stop_.store(false);
+  }
+
   // The task slot the calling thread is running, or -1 outside a pooled job.
   static int& current_slot() {
     thread_local int slot = -1;
@@ -131,24 +145,8 @@ class ThreadPool {
  private:
   void start_workers() {
     stop_ = false;
-#ifdef LAYERKIT_HAS_FORK
-    pid_ = ::getpid();
-#endif
     for (std::size_t i = 1; i < threads_.load(); ++i)
       workers_.emplace_back([this, i, seen = generation_.load()] { worker_loop(i, seen); });
-  }
-
-  // A forked child inherits the pool's bookkeeping but none of its threads: drop them (without
-  // joining: they do not exist here) so that the next job starts new ones. True after a fork.
-  bool forget_workers_after_fork() {
-#ifdef LAYERKIT_HAS_FORK
-    if (workers_.empty() || pid_ == ::getpid()) return false;
-    new std::vector<std::thread>(std::move(workers_));  // leaked on purpose: never joined
-    workers_.clear();
-    return true;
-#else
-    return false;
-#endif
   }
 
   // `seen` is the generation when the worker was made: a job published before the thread got
@@ -191,15 +189,18 @@ class ThreadPool {
   std::atomic<std::size_t> pending_{0}, generation_{0};
   std::atomic<bool> claimed_[kMaxTasks] = {};
   std::atomic<bool> stop_{false};
-#ifdef LAYERKIT_HAS_FORK
-  pid_t pid_ = 0;
-#endif
 };
 
 // The process-wide pool that every kernel uses. Never destroyed: joining workers during
 // interpreter shutdown (or in a forked child) is a hang waiting to happen.
 inline ThreadPool& thread_pool() {
-  static ThreadPool* pool = new ThreadPool();
+  static ThreadPool* pool = [] {
+    auto* p = new ThreadPool();
+#ifdef LAYERKIT_HAS_FORK
+    pthread_atfork(nullptr, nullptr, [] { thread_pool().reset_after_fork(); });
+#endif
+    return p;
+  }();
   return *pool;
 }
 
