@@ -145,8 +145,12 @@ def test_kernels_work_in_a_forked_child():
     parent, child = ctx.Pipe()
     p = ctx.Process(target=_forward_in_child, args=(child,))
     p.start()
-    assert parent.poll(60), "the forked child hung"
-    got = parent.recv()
-    p.join(10)
-    assert p.exitcode == 0
+    try:
+        assert parent.poll(60), "the forked child hung"
+        got = parent.recv()
+        p.join(10)
+        assert p.exitcode == 0
+    finally:
+        if p.is_alive():
+            p.kill()
     np.testing.assert_array_equal(got, lk.Dense(300, 500, seed=0)(np.ones((257, 300), np.float32)))
