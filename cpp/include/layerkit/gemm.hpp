@@ -98,51 +98,26 @@ MicroKernel<T> select_microkernel() {
   return &microkernel_generic<T>;
 }
 
-// Packs rows [0, mc) x columns [0, kc) of A into MR-row slivers (zero-padded): for each sliver,
-// for each k, MR consecutive values.
-template <typename T>
-void pack_a(std::size_t mc, std::size_t kc, const T* a, std::ptrdiff_t rs, std::ptrdiff_t cs,
-            T* out) {
-  constexpr std::size_t MR = GemmBlocking<T>::MR;
-  for (std::size_t i0 = 0; i0 < mc; i0 += MR, out += MR * kc) {
-    const std::size_t mr = std::min(MR, mc - i0);
-    if (rs == 1 && mr == MR) {  // columns of A contiguous (A read transposed): MR at a time
+// Packs an n x kc panel into slivers of R lines (zero-padded): for each sliver, for each k, R
+// consecutive values. Element (i, k) of the panel is p[i * step_i + k * step_k]; A is packed with
+// R = MR and (step_i, step_k) = (row stride, column stride), B with R = NR and the reverse.
+template <std::size_t R, typename T>
+void pack_panel(std::size_t n, std::size_t kc, const T* p, std::ptrdiff_t step_i,
+                std::ptrdiff_t step_k, T* out) {
+  for (std::size_t i0 = 0; i0 < n; i0 += R, out += R * kc) {
+    const std::size_t r = std::min(R, n - i0);
+    if (step_i == 1 && r == R) {  // a sliver's R values lie side by side: a fixed-size copy
       for (std::size_t k = 0; k < kc; ++k) {
-        const T* src = a + static_cast<std::ptrdiff_t>(k) * cs + i0;
-        for (std::size_t i = 0; i < MR; ++i) out[k * MR + i] = src[i];
+        const T* src = p + static_cast<std::ptrdiff_t>(k) * step_k + i0;
+        for (std::size_t i = 0; i < R; ++i) out[k * R + i] = src[i];
       }
       continue;
     }
-    if (mr < MR) std::fill(out, out + MR * kc, T(0));
-    for (std::size_t i = 0; i < mr; ++i) {
-      const T* src = a + static_cast<std::ptrdiff_t>(i0 + i) * rs;
+    if (r < R) std::fill(out, out + R * kc, T(0));
+    for (std::size_t i = 0; i < r; ++i) {  // walk along each line: contiguous when step_k == 1
+      const T* src = p + static_cast<std::ptrdiff_t>(i0 + i) * step_i;
       for (std::size_t k = 0; k < kc; ++k)
-        out[k * MR + i] = src[static_cast<std::ptrdiff_t>(k) * cs];
-    }
-  }
-}
-
-// Packs rows [0, kc) x columns [0, nc) of B into NR-column slivers (zero-padded): for each
-// sliver, for each k, NR consecutive values.
-template <typename T>
-void pack_b(std::size_t kc, std::size_t nc, const T* b, std::ptrdiff_t rs, std::ptrdiff_t cs,
-            T* out) {
-  constexpr std::size_t NR = GemmBlocking<T>::NR;
-  for (std::size_t j0 = 0; j0 < nc; j0 += NR, out += NR * kc) {
-    const std::size_t nr = std::min(NR, nc - j0);
-    if (cs == 1 &&
-        nr == NR) {  // rows of B contiguous: NR at a time (a fixed-size loop, no memcpy call)
-      for (std::size_t k = 0; k < kc; ++k) {
-        const T* src = b + static_cast<std::ptrdiff_t>(k) * rs + j0;
-        for (std::size_t j = 0; j < NR; ++j) out[k * NR + j] = src[j];
-      }
-      continue;
-    }
-    if (nr < NR) std::fill(out, out + NR * kc, T(0));
-    for (std::size_t j = 0; j < nr; ++j) {  // walk down each column: contiguous when rs == 1
-      const T* src = b + static_cast<std::ptrdiff_t>(j0 + j) * cs;
-      for (std::size_t k = 0; k < kc; ++k)
-        out[k * NR + j] = src[static_cast<std::ptrdiff_t>(k) * rs];
+        out[k * R + i] = src[static_cast<std::ptrdiff_t>(k) * step_k];
     }
   }
 }
@@ -180,14 +155,15 @@ void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::p
     for (std::size_t pc = 0; pc < K; pc += kstep) {
       const std::size_t kc = std::min(kstep, K - pc);
       const bool acc = accumulate || pc > 0;
-      pack_b(kc, nc,
-             B + static_cast<std::ptrdiff_t>(pc) * rsb + static_cast<std::ptrdiff_t>(jc) * csb, rsb,
-             csb, bbuf.data());
+      pack_panel<NR>(
+          nc, kc, B + static_cast<std::ptrdiff_t>(pc) * rsb + static_cast<std::ptrdiff_t>(jc) * csb,
+          /*step_i=*/csb, /*step_k=*/rsb, bbuf.data());
       for (std::size_t ic = 0; ic < M; ic += G::MC) {
         const std::size_t mc = std::min(G::MC, M - ic);
-        pack_a(mc, kc,
-               A + static_cast<std::ptrdiff_t>(ic) * rsa + static_cast<std::ptrdiff_t>(pc) * csa,
-               rsa, csa, abuf.data());
+        pack_panel<MR>(
+            mc, kc,
+            A + static_cast<std::ptrdiff_t>(ic) * rsa + static_cast<std::ptrdiff_t>(pc) * csa, rsa,
+            csa, abuf.data());
         for (std::size_t jr = 0; jr < nc; jr += NR) {
           const std::size_t nr = std::min(NR, nc - jr);
           for (std::size_t ir = 0; ir < mc; ir += MR) {
