@@ -69,7 +69,6 @@ struct Handle {
   explicit Handle(A&&... a) : layer(std::forward<A>(a)...) {}
   L layer;
   Shape in_shape, out_shape;
-  bool has_cache = false;
   std::atomic<bool> busy{false};
   std::vector<T> out_buf, grad_buf;  // outputs of calls made with reuse (the training loop's)
 };
@@ -104,7 +103,7 @@ class BusyGuard {
 // Converts dy for a backward pass and checks it against the last forward's output.
 template <typename T, typename H>
 carray<T> grad_output(const H& h, py::handle dy_in, const Site& site) {
-  if (!h.has_cache) fail(std::string(site.layer) + ".backward called before forward");
+  if (!h.layer.has_cache()) fail(std::string(site.layer) + ".backward called before forward");
   carray<T> dy = as_c<T>(dy_in, site, "dy");
   if (dy.ndim() != static_cast<py::ssize_t>(h.out_shape.size()) ||
       !std::equal(h.out_shape.begin(), h.out_shape.end(), dy.shape()))

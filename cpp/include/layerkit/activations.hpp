@@ -136,7 +136,6 @@ class Activation {
   }
 
   bool has_cache() const { return has_cache_; }
-  std::size_t cached_size() const { return y_.size(); }
 
  private:
   static constexpr std::size_t kGrain = 32768;  // values per task

@@ -79,7 +79,6 @@ class Dense {
   }
 
   bool has_cache() const { return has_cache_; }
-  std::size_t cached_rows() const { return rows_; }
 
  private:
   std::size_t in_, out_;

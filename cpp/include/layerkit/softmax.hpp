@@ -245,7 +245,6 @@ class Softmax {
   }
 
   bool has_cache() const { return has_cache_; }
-  std::size_t cached_size() const { return y_.size(); }
 
  private:
   std::vector<T> y_, acc_;
