@@ -53,6 +53,10 @@ void microkernel_generic(std::size_t kc, const T* a, const T* b, T* c, std::size
                                              std::size_t ldc, bool acc) {                          \
     V c00 = zero(), c01 = zero(), c10 = zero(), c11 = zero(), c20 = zero(), c21 = zero();          \
     V c30 = zero(), c31 = zero(), c40 = zero(), c41 = zero(), c50 = zero(), c51 = zero();          \
+    for (int i = 0; i < 6; ++i) {                                                                  \
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);                       \
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 2 * W - 1), _MM_HINT_T0);           \
+    }                                                                                              \
     _Pragma("GCC unroll 4") for (std::size_t k = 0; k < kc; ++k, a += 6, b += 2 * W) {             \
       const V b0 = load(b), b1 = load(b + W);                                                      \
       V ai = bcast(a + 0);                                                                         \
