@@ -12,8 +12,10 @@ __all__ = [
     "avgpool2d_backward",
     "avgpool2d_forward",
     "avgpool2d_output_size",
+    "cross_entropy",
     "dense_backward",
     "dense_forward",
+    "mse",
     "relu_backward",
     "relu_forward",
     "sigmoid_backward",
@@ -175,3 +177,24 @@ def tanh_forward(x):
 def tanh_backward(y, dy):
     y = _f64(y)
     return _f64(dy) * (1.0 - y * y)
+
+
+# ------------------------------------------------------------------------ losses
+def cross_entropy(logits, target):
+    """``(E, dE/dz)`` of softmax cross-entropy averaged over the N rows: ``target`` holds N class
+    labels or an (N, K) array of probabilities; ``dE/dz = (softmax(z) - t) / N``."""
+    z = _f64(logits)
+    t = np.asarray(target)
+    if t.ndim == 1:
+        t = np.eye(z.shape[1])[t]
+    t = _f64(t)
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n = len(z)
+    return -np.sum(np.where(t != 0, t * log_p, 0.0)) / n, (np.exp(log_p) - t) / n
+
+
+def mse(output, target):
+    """``(E, dE/dy)`` with ``E = 1/2 * sum_k (y_k - t_k)^2`` per sample, averaged over the N rows."""
+    d = _f64(output) - _f64(target)
+    return 0.5 * np.sum(d * d) / len(d), d / len(d)

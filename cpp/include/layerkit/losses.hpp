@@ -9,27 +9,80 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "simd.hpp"
+
 namespace layerkit {
 
-// One row of logits: its max, argmax and log-sum-exp (the max subtracted first, so exp cannot
-// overflow and log sees a sum of at least 1).
+// One row of logits: its max, argmax, sum of exp(z - max) and log-sum-exp (the max subtracted
+// first, so exp cannot overflow and log sees a sum of at least 1).
 template <typename T>
 struct RowStats {
   T max;
   std::size_t argmax;
-  double lse;
+  double sum, lse;
 };
 
+namespace detail {
+
 template <typename T>
-RowStats<T> row_stats(const T* z, std::size_t cols) {
-  RowStats<T> s{z[0], 0, 0.0};
+RowStats<T> row_max(const T* z, std::size_t cols) {
+  RowStats<T> s{z[0], 0, 0.0, 0.0};
   for (std::size_t k = 1; k < cols; ++k)
     if (z[k] > s.max) s.max = z[k], s.argmax = k;
-  double sum = 0;
-  for (std::size_t k = 0; k < cols; ++k) sum += std::exp(double(z[k]) - double(s.max));
-  s.lse = double(s.max) + std::log(sum);
   return s;
 }
+
+// e[k] = exp(z[k] - max) over one row (e may be null); returns the sum of the e[k].
+template <typename T>
+double row_exp(const T* z, T* e, std::size_t cols, T max) {
+  double sum = 0;
+  for (std::size_t k = 0; k < cols; ++k) {
+    const double v = std::exp(double(z[k]) - double(max));
+    if (e) e[k] = T(v);
+    sum += v;
+  }
+  return sum;
+}
+
+#ifdef LAYERKIT_X86_KERNELS
+template <typename T>
+LAYERKIT_AVX2 double row_exp_avx2(const T* z, T* e, std::size_t cols, T max) {
+  using A = Avx<T>;
+  using V = typename A::V;
+  constexpr std::size_t W = A::W;
+  const V m = A::set1(max);
+  V sum = A::set1(T(0));
+  std::size_t k = 0;
+  for (; k + W <= cols; k += W) {
+    const V v = A::exp(A::sub(A::load(z + k), m));
+    A::store(e + k, v);
+    sum = A::add(sum, v);
+  }
+  if (k < cols) {
+    const __m256i tail = A::mask(cols - k);
+    const V v = A::blend(A::set1(T(0)), A::exp(A::sub(A::load(z + k, tail), m)), tail);
+    A::store(e + k, tail, v);
+    sum = A::add(sum, v);
+  }
+  return double(A::hsum(sum));
+}
+#endif
+
+// The row's statistics; when e is not null it receives exp(z - max), vectorized where the CPU
+// allows (the loss alone keeps the scalar double-precision path).
+template <typename T>
+RowStats<T> row_stats(const T* z, T* e, std::size_t cols) {
+  RowStats<T> s = row_max(z, cols);
+#ifdef LAYERKIT_X86_KERNELS
+  s.sum = e && use_avx2() ? row_exp_avx2(z, e, cols, s.max) : row_exp(z, e, cols, s.max);
+#else
+  s.sum = row_exp(z, e, cols, s.max);
+#endif
+  s.lse = double(s.max) + std::log(s.sum);
+  return s;
+}
+
+}  // namespace detail
 
 // Integer labels; *correct counts rows whose largest logit is the label.
 template <typename T>
@@ -39,14 +92,15 @@ double softmax_cross_entropy_labels(const T* z, const std::int64_t* labels, T* g
   std::size_t hits = 0;
   for (std::size_t n = 0; n < rows; ++n) {
     const T* zn = z + n * cols;
+    T* gn = grad ? grad + n * cols : nullptr;
     const auto label = static_cast<std::size_t>(labels[n]);
-    const RowStats<T> s = row_stats(zn, cols);
+    const RowStats<T> s = detail::row_stats(zn, gn, cols);
     total += s.lse - double(zn[label]);
     hits += s.argmax == label;
-    if (grad) {
-      T* gn = grad + n * cols;
+    if (gn) {  // gn holds exp(z - max): scale it to softmax(z) / rows
       const T scale = T(1) / T(rows);
-      for (std::size_t k = 0; k < cols; ++k) gn[k] = T(std::exp(double(zn[k]) - s.lse)) * scale;
+      const T f = T(double(scale) / s.sum);
+      for (std::size_t k = 0; k < cols; ++k) gn[k] *= f;
       gn[label] -= scale;
     }
   }
@@ -64,7 +118,8 @@ double softmax_cross_entropy_probs(const T* z, const T* t, T* grad, std::size_t 
   for (std::size_t n = 0; n < rows; ++n) {
     const T* zn = z + n * cols;
     const T* tn = t + n * cols;
-    const RowStats<T> s = row_stats(zn, cols);
+    T* gn = grad ? grad + n * cols : nullptr;
+    const RowStats<T> s = detail::row_stats(zn, gn, cols);
     std::size_t best = 0;
     for (std::size_t k = 0; k < cols; ++k) {
       if (tn[k] > tn[best]) best = k;
@@ -72,11 +127,10 @@ double softmax_cross_entropy_probs(const T* z, const T* t, T* grad, std::size_t 
       if (tn[k] != T(0)) total += double(tn[k]) * (s.lse - double(zn[k]));
     }
     hits += s.argmax == best;
-    if (grad) {
-      T* gn = grad + n * cols;
+    if (gn) {
       const T scale = T(1) / T(rows);
-      for (std::size_t k = 0; k < cols; ++k)
-        gn[k] = (T(std::exp(double(zn[k]) - s.lse)) - tn[k]) * scale;
+      const T f = T(double(scale) / s.sum);
+      for (std::size_t k = 0; k < cols; ++k) gn[k] = gn[k] * f - tn[k] * scale;
     }
   }
   if (correct) *correct = hits;
