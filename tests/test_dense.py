@@ -7,7 +7,16 @@ import pytest
 from conftest import assert_matches, noncontiguous
 from layerkit import reference as ref
 
-SHAPES = [(1, 1, 1), (1, 784, 10), (7, 13, 5), (32, 64, 128), (3, 130, 515), (64, 16, 64)]
+SHAPES = [
+    (1, 1, 1),
+    (1, 784, 10),
+    (2, 5, 23),
+    (7, 13, 5),
+    (32, 64, 128),
+    (3, 130, 515),
+    (64, 16, 64),
+    (2, 1000, 1100),  # thin: unpacked, its columns split across threads
+]
 
 
 def make(in_f, out_f, dtype, rng, bias=True):

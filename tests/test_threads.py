@@ -48,6 +48,7 @@ def _assert_all_equal(results):
     ("make", "shape"),
     [
         (lambda dt: lk.Dense(300, 500, dtype=dt, seed=0), (257, 300)),
+        (lambda dt: lk.Dense(1000, 1100, dtype=dt, seed=0), (2, 1000)),  # thin: no packing
         (lambda dt: lk.Softmax(), (512, 1000)),
         (lambda dt: lk.Softmax(axis=0), (300, 70)),
         (lambda dt: lk.AvgPool2d(2), (64, 16, 28, 28)),
@@ -95,6 +96,7 @@ def test_portable_kernels_match_the_reference(rng, dtype):
         assert_matches(d(x), ref.dense_forward(x, d.weight, d.bias), dtype)
         dy = rng.standard_normal((37, 29)).astype(dtype)
         assert_matches(d.backward(dy), ref.dense_backward(x, d.weight, dy)[0], dtype)
+        assert_matches(d(x[:2]), ref.dense_forward(x[:2], d.weight, d.bias), dtype)  # unpacked
         s = lk.Softmax()
         assert_matches(s(x), ref.softmax_forward(x), dtype)
         assert_matches(lk.Sigmoid()(x), ref.sigmoid_forward(x), dtype)

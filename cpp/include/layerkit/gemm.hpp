@@ -27,6 +27,13 @@ struct GemmBlocking<double> {
   static constexpr std::size_t MR = 6, NR = 8, KC = 256, MC = 96, NC = 1024;
 };
 
+// K in equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16): no thin last block.
+template <typename T>
+std::size_t k_step(std::size_t K) {
+  const std::size_t blocks = (K + GemmBlocking<T>::KC - 1) / GemmBlocking<T>::KC;
+  return (K + blocks - 1) / blocks;
+}
+
 // c[MR x NR] = (acc ? c : 0) + sum_k a[k, :]^T b[k, :], over packed slivers a (MR per k) and
 // b (NR per k). Each element sums over k in order, then adds to c: the same arithmetic for every
 // tile, wherever it lies.
@@ -146,7 +153,7 @@ void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::p
   // Packing buffers, one pair per task slot of the pool (or per thread outside pooled jobs):
   // each grows to its full size once and is then reused.
   // Sized for this product (at most MC x KC and KC x NC), so small layers keep small buffers.
-  const std::size_t kblocks = (K + G::KC - 1) / G::KC, kstep = (K + kblocks - 1) / kblocks;
+  const std::size_t kstep = k_step<T>(K);
   const std::size_t a_need = std::min(G::MC, (M + MR - 1) / MR * MR) * kstep;
   const std::size_t b_need = kstep * ((std::min(G::NC, N) + NR - 1) / NR * NR);
   std::vector<T>& abuf = pack_buffer<T>(0);
@@ -155,7 +162,6 @@ void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::p
   if (bbuf.size() < b_need) grow(bbuf, b_need);
   for (std::size_t jc = 0; jc < N; jc += G::NC) {
     const std::size_t nc = std::min(G::NC, N - jc);
-    // K in equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16): no thin last block.
     for (std::size_t pc = 0; pc < K; pc += kstep) {
       const std::size_t kc = std::min(kstep, K - pc);
       const bool acc = accumulate || pc > 0;
@@ -193,6 +199,95 @@ void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::p
   }
 }
 
+// Small and thin products skip packing: C[i, j0 : j0 + 2W] is computed from A's values and B's
+// rows where they lie (B's rows contiguous). The arithmetic is the packed kernels':
+// per block of k, a sum from zero in k order (one FMA per k with AVX2), then added to C.
+template <typename T>
+using SmallKernel = void (*)(std::size_t M, std::size_t j0, std::size_t j1, std::size_t K,
+                             const T* A, std::ptrdiff_t rsa, std::ptrdiff_t csa, const T* B,
+                             std::ptrdiff_t rsb, T* C, std::size_t ldc, bool accumulate);
+
+template <typename T>
+void gemm_small_generic(std::size_t M, std::size_t j0, std::size_t j1, std::size_t K, const T* A,
+                        std::ptrdiff_t rsa, std::ptrdiff_t csa, const T* B, std::ptrdiff_t rsb,
+                        T* C, std::size_t ldc, bool accumulate) {
+  const std::size_t kstep = k_step<T>(K);
+  for (std::size_t i = 0; i < M; ++i) {
+    const T* a = A + static_cast<std::ptrdiff_t>(i) * rsa;
+    T* c = C + i * ldc;
+    for (std::size_t pc = 0; pc < K; pc += kstep) {
+      const std::size_t kend = std::min(K, pc + kstep);
+      const bool acc = accumulate || pc > 0;
+      for (std::size_t j = j0; j < j1; ++j) {
+        T t = 0;
+        for (std::size_t k = pc; k < kend; ++k)
+          t +=
+              a[static_cast<std::ptrdiff_t>(k) * csa] * B[static_cast<std::ptrdiff_t>(k) * rsb + j];
+        c[j] = acc ? c[j] + t : t;
+      }
+    }
+  }
+}
+
+#ifdef LAYERKIT_X86_KERNELS
+template <typename T>
+LAYERKIT_AVX2 void gemm_small_avx2(std::size_t M, std::size_t j0, std::size_t j1, std::size_t K,
+                                   const T* A, std::ptrdiff_t rsa, std::ptrdiff_t csa, const T* B,
+                                   std::ptrdiff_t rsb, T* C, std::size_t ldc, bool accumulate) {
+  using Av = Avx<T>;
+  using V = typename Av::V;
+  constexpr std::size_t W = Av::W;
+  const std::size_t kstep = k_step<T>(K);
+  for (std::size_t j = j0; j < j1; j += 2 * W) {
+    // A last, narrower strip masks its loads of B and goes to C through a scratch tile: AMD's
+    // masked stores are slow.
+    const std::size_t n = std::min(2 * W, j1 - j);
+    const bool full = n == 2 * W;
+    const __m256i m0 = Av::mask(std::min(n, W)), m1 = Av::mask(n > W ? n - W : 0);
+    for (std::size_t i = 0; i < M; ++i) {
+      const T* a = A + static_cast<std::ptrdiff_t>(i) * rsa;
+      T* c = C + i * ldc + j;
+      for (std::size_t pc = 0; pc < K; pc += kstep) {
+        const std::size_t kend = std::min(K, pc + kstep);
+        const bool acc = accumulate || pc > 0;
+        V t0 = Av::set1(T(0)), t1 = Av::set1(T(0));
+        for (std::size_t k = pc; k < kend; ++k) {
+          const V ak = Av::set1(a[static_cast<std::ptrdiff_t>(k) * csa]);
+          const T* b = B + static_cast<std::ptrdiff_t>(k) * rsb + j;
+          t0 = Av::fmadd(ak, full ? Av::load(b) : Av::load(b, m0), t0);
+          t1 = Av::fmadd(ak, full ? Av::load(b + W) : Av::load(b + W, m1), t1);
+        }
+        if (full) {
+          Av::store(c, acc ? Av::add(Av::load(c), t0) : t0);
+          Av::store(c + W, acc ? Av::add(Av::load(c + W), t1) : t1);
+          continue;
+        }
+        T tile[2 * W];
+        Av::store(tile, t0);
+        Av::store(tile + W, t1);
+        for (std::size_t jj = 0; jj < n; ++jj) c[jj] = acc ? c[jj] + tile[jj] : tile[jj];
+      }
+    }
+  }
+}
+#endif
+
+template <typename T>
+SmallKernel<T> select_small_kernel() {
+#ifdef LAYERKIT_X86_KERNELS
+  if (use_avx2()) return &gemm_small_avx2<T>;
+#endif
+  return &gemm_small_generic<T>;
+}
+
+// Whether a product skips packing: when A has so few rows that padding them to MR would waste
+// more than half of the packed kernel's work, and B's rows are contiguous. Decided by the shape
+// and layout alone, never by the thread count.
+template <typename T>
+bool use_small_gemm(std::size_t M, std::ptrdiff_t csb) {
+  return M <= GemmBlocking<T>::MR / 2 && csb == 1;
+}
+
 }  // namespace detail
 
 // C[M, N] = A @ B (+ C when accumulate). Splits C into whole tiles across the thread pool, never
@@ -206,6 +301,17 @@ void gemm(std::size_t M, std::size_t N, std::size_t K, const T* A, std::ptrdiff_
   if (K == 0) {
     if (!accumulate)
       for (std::size_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
+    return;
+  }
+  if (detail::use_small_gemm<T>(M, csb)) {
+    const auto small = detail::select_small_kernel<T>();
+    // Thin but large products split their columns, in strips of 2W, across threads (at least
+    // 2^18 multiply-adds a task).
+    constexpr std::size_t strip = 64 / sizeof(T);
+    const std::size_t grain = std::max<std::size_t>(1, (1 << 18) / (strip * M * K));
+    parallel_for((N + strip - 1) / strip, grain, [&](std::size_t s0, std::size_t s1) {
+      small(M, s0 * strip, std::min(N, s1 * strip), K, A, rsa, csa, B, rsb, C, ldc, accumulate);
+    });
     return;
   }
   const auto kernel = detail::select_microkernel<T>();
