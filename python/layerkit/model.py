@@ -389,11 +389,12 @@ class _Trainer:
         """One optimizer step on the samples idx: (loss summed over them, right answers). With
         skip_nonfinite, a NaN or infinite loss leaves the weights as they were."""
         m = len(idx)
-        # mode="clip" lets take write straight into the buffer (the indices are valid).
-        np.take(self.X, idx, axis=0, out=self.xsrc[:m], mode="clip")
+        # mode="clip" lets take write straight into the buffer (the indices are valid); the
+        # method skips the Python wrapper of np.take.
+        self.X.take(idx, 0, self.xsrc[:m], "clip")
         if self.xbuf is not self.xsrc:
             np.copyto(self.xbuf[:m], self.xsrc[:m])
-        np.take(self.t, idx, axis=0, out=self.tbuf[:m], mode="clip")
+        self.t.take(idx, 0, self.tbuf[:m], "clip")
         result = self.model._backprop(
             self.xbuf[:m], self.tbuf[:m], self.loss, self.gbuf[:m], self.first
         )
