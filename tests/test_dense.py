@@ -16,6 +16,9 @@ SHAPES = [
     (3, 130, 515),
     (64, 16, 64),
     (2, 1000, 1100),  # thin: unpacked, its columns split across threads
+    (257, 300, 500),  # threaded: rows split, the weights packed once for all tasks
+    (40, 700, 90),  # threaded: columns split, the input packed once for all tasks
+    (600, 1000, 1200),  # the operand packed ahead does not fit one 4 MiB chunk
 ]
 
 

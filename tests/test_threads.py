@@ -49,6 +49,7 @@ def _assert_all_equal(results):
     [
         (lambda dt: lk.Dense(300, 500, dtype=dt, seed=0), (257, 300)),
         (lambda dt: lk.Dense(1000, 1100, dtype=dt, seed=0), (2, 1000)),  # thin: no packing
+        (lambda dt: lk.Dense(1000, 1200, dtype=dt, seed=0), (600, 1000)),  # packed in chunks
         (lambda dt: lk.Softmax(), (512, 1000)),
         (lambda dt: lk.Softmax(axis=0), (300, 70)),
         (lambda dt: lk.AvgPool2d(2), (64, 16, 28, 28)),
