@@ -1,3 +1,5 @@
+import contextlib
+
 import layerkit as lk
 import numpy as np
 import pytest
@@ -54,6 +56,26 @@ def test_huge_logits_stay_finite(rng, dtype, scale):
     np.testing.assert_allclose(y[0], 0.1, rtol=1e-6)
     dx = s.backward(np.ones_like(x))
     assert np.all(np.isfinite(dx))
+
+
+@pytest.mark.parametrize(
+    "kernels", [contextlib.nullcontext, lk.diagnostics.portable_kernels], ids=["best", "portable"]
+)
+def test_every_probability_is_accurate_to_a_few_ulps(rng, dtype, kernels):
+    # Rows (0, v) with v down to the dtype's underflow: softmax is (1, e^v) / (1 + e^v), so each
+    # probability that is a normal number must be right relative to itself (exp and two
+    # roundings), not only next to the largest one.
+    low = np.log(np.finfo(dtype).tiny)
+    v = np.concatenate([rng.uniform(low, 0, 20000), np.linspace(low, 0, 20000)])
+    x = np.stack([np.zeros_like(v), v], axis=1).astype(dtype)
+    with kernels():
+        y = lk.Softmax()(x).astype(np.float64)
+    e = np.exp(x.astype(np.float64))
+    exact = e / e.sum(axis=1, keepdims=True)
+    normal = exact > np.finfo(dtype).tiny
+    assert normal.sum() > 70000
+    rel = np.abs(y - exact)[normal] / exact[normal]
+    assert rel.max() <= 4 * np.finfo(dtype).eps
 
 
 def test_rows_sum_to_one(rng, dtype):

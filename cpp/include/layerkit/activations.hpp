@@ -80,7 +80,7 @@ template <typename T>
 LAYERKIT_AVX2 inline typename detail::Avx<T>::V sigmoid_vec(typename detail::Avx<T>::V v) {
   using A = detail::Avx<T>;
   const auto one = A::set1(T(1)), zero = A::set1(T(0));
-  const auto e = A::exp(A::sub(zero, A::max(v, A::sub(zero, v))));
+  const auto e = A::exp_nonpositive(A::sub(zero, A::max(v, A::sub(zero, v))));
   return A::div(A::blend(e, one, A::mask_ge(v, zero)), A::add(one, e));
 }
 

@@ -54,13 +54,13 @@ LAYERKIT_AVX2 double row_exp_avx2(const T* z, T* e, std::size_t cols, T max) {
   V sum = A::set1(T(0));
   std::size_t k = 0;
   for (; k + W <= cols; k += W) {
-    const V v = A::exp(A::sub(A::load(z + k), m));
+    const V v = A::exp_nonpositive(A::sub(A::load(z + k), m));
     A::store(e + k, v);
     sum = A::add(sum, v);
   }
   if (k < cols) {
     const __m256i tail = A::mask(cols - k);
-    const V v = A::blend(A::set1(T(0)), A::exp(A::sub(A::load(z + k, tail), m)), tail);
+    const V v = A::blend(A::set1(T(0)), A::exp_nonpositive(A::sub(A::load(z + k, tail), m)), tail);
     A::store(e + k, tail, v);
     sum = A::add(sum, v);
   }

@@ -78,15 +78,16 @@ struct Avx<float> {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
-  // exp with range reduction x = n ln2 + r, |r| <= ln2 / 2, and a degree-7 polynomial for e^r
-  // (about 1 ulp). NaN stays NaN; below the smallest normal result it returns 0, above the
-  // largest finite one +inf.
-  LAYERKIT_AVX2 static V exp(V x) {
+  // e^x for x <= 0, the only arguments softmax, cross-entropy and sigmoid ask for (NaN stays
+  // NaN). Range reduction x = n ln2 + r, |r| <= ln2 / 2, and a degree-7 polynomial for e^r
+  // (about 1 ulp); below the smallest normal result it returns 0.
+  LAYERKIT_AVX2 static V exp_nonpositive(V x) {
     const V under = _mm256_cmp_ps(x, set1(-87.33654f), _CMP_LT_OQ);
-    const V over = _mm256_cmp_ps(x, set1(88.72283f), _CMP_GT_OQ);
-    x = _mm256_max_ps(set1(-87.33654f), _mm256_min_ps(set1(88.0f), x));  // NaN passes through
-    const V n = _mm256_round_ps(_mm256_mul_ps(x, set1(1.44269504088896341f)),
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // Adding 1.5 * 2^23 rounds x / ln2 to the integer n and leaves n + 127 (the biased exponent
+    // of 2^n) in the low mantissa bits: no round or convert instruction.
+    const V shift = set1(12582912.0f + 127.0f);
+    const V t = fmadd(x, set1(1.44269504088896341f), shift);
+    const V n = _mm256_sub_ps(t, shift);
     V r = _mm256_fnmadd_ps(n, set1(0.693359375f), x);  // ln2 split in two: the first part is exact
     r = _mm256_fnmadd_ps(n, set1(-2.12194440e-4f), r);
     V p = set1(1.9875691500e-4f);
@@ -97,10 +98,9 @@ struct Avx<float> {
     p = fmadd(p, r, set1(5.0000001201e-1f));
     p = fmadd(p, _mm256_mul_ps(r, r), r);
     p = _mm256_add_ps(p, set1(1.0f));
-    const __m256i e =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    const V y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    return _mm256_blendv_ps(_mm256_andnot_ps(under, y), set1(__builtin_inff()), over);
+    const V y =
+        _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23)));
+    return _mm256_andnot_ps(under, y);  // under also covers -inf and the garbage t far below
   }
 };
 
@@ -139,34 +139,30 @@ struct Avx<double> {
     s = _mm_max_sd(s, _mm_unpackhi_pd(s, s));
     return _mm_cvtsd_f64(s);
   }
-  // exp as for float, with the Taylor series of e^r to degree 13 (truncation below 1e-17).
-  LAYERKIT_AVX2 static V exp(V x) {
+  static constexpr double fact(int k) { return k <= 1 ? 1.0 : k * fact(k - 1); }
+  // exp_nonpositive as for float, with the Taylor series of e^r to degree 13 (truncation below
+  // 1e-17) and 1.5 * 2^52 as the rounding shift.
+  LAYERKIT_AVX2 static V exp_nonpositive(V x) {
     const V under = _mm256_cmp_pd(x, set1(-708.3964185322641), _CMP_LT_OQ);
-    const V over = _mm256_cmp_pd(x, set1(709.782712893384), _CMP_GT_OQ);
-    x = _mm256_max_pd(set1(-708.3964185322641), _mm256_min_pd(set1(709.0), x));
-    const V n = _mm256_round_pd(_mm256_mul_pd(x, set1(1.4426950408889634)),
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const V shift = set1(6755399441055744.0 + 1023.0);
+    const V t = fmadd(x, set1(1.4426950408889634), shift);
+    const V n = _mm256_sub_pd(t, shift);
     V r = _mm256_fnmadd_pd(n, set1(6.93147180369123816490e-01), x);  // exact: 32 trailing zeros
     r = _mm256_fnmadd_pd(n, set1(1.90821492927058770002e-10), r);
-    V p = set1(1.0 / 6227020800.0);  // 1/13!
-    const double inv_fact[] = {1.0 / 479001600.0,
-                               1.0 / 39916800.0,
-                               1.0 / 3628800.0,
-                               1.0 / 362880.0,
-                               1.0 / 40320.0,
-                               1.0 / 5040.0,
-                               1.0 / 720.0,
-                               1.0 / 120.0,
-                               1.0 / 24.0,
-                               1.0 / 6.0,
-                               0.5,
-                               1.0,
-                               1.0};
-    for (double c : inv_fact) p = fmadd(p, r, set1(c));
-    const __m256i ni = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
-    const __m256i e = _mm256_slli_epi64(_mm256_add_epi64(ni, _mm256_set1_epi64x(1023)), 52);
-    const V y = _mm256_mul_pd(p, _mm256_castsi256_pd(e));
-    return _mm256_blendv_pd(_mm256_andnot_pd(under, y), set1(__builtin_inf()), over);
+    // sum_{k <= 13} r^k / k! by Estrin's scheme (pairs, then powers r^2, r^4, r^8): a chain of
+    // 5 dependent operations instead of Horner's 13, so consecutive vectors overlap.
+    // (A lambda would not inherit the AVX2 target, hence the written-out pairs.)
+    const V r2 = mul(r, r), r4 = mul(r2, r2), r8 = mul(r4, r4);
+#define LAYERKIT_EXP_PAIR(k) fmadd(set1(1.0 / fact(k + 1)), r, set1(1.0 / fact(k)))
+    const V q0 = fmadd(LAYERKIT_EXP_PAIR(2), r2, LAYERKIT_EXP_PAIR(0));
+    const V q1 = fmadd(LAYERKIT_EXP_PAIR(6), r2, LAYERKIT_EXP_PAIR(4));
+    const V q2 = fmadd(LAYERKIT_EXP_PAIR(10), r2, LAYERKIT_EXP_PAIR(8));
+    const V q3 = LAYERKIT_EXP_PAIR(12);
+#undef LAYERKIT_EXP_PAIR
+    const V p = fmadd(fmadd(q3, r4, q2), r8, fmadd(q1, r4, q0));
+    const V y =
+        _mm256_mul_pd(p, _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(t), 52)));
+    return _mm256_andnot_pd(under, y);
   }
 };
 #endif

@@ -68,20 +68,21 @@ LAYERKIT_AVX2 void softmax_rows_forward_avx2(const T* x, T* y, T* y2, std::size_
     const V m = A::set1(A::hmax(vm));
     V vs = A::set1(T(0)), vs1 = A::set1(T(0));
     for (j = 0; j + 2 * W <= full; j += 2 * W) {
-      const V e0 = A::exp(A::sub(A::load(xr + j), m));
-      const V e1 = A::exp(A::sub(A::load(xr + j + W), m));
+      const V e0 = A::exp_nonpositive(A::sub(A::load(xr + j), m));
+      const V e1 = A::exp_nonpositive(A::sub(A::load(xr + j + W), m));
       A::store(yr + j, e0);
       A::store(yr + j + W, e1);
       vs = A::add(vs, e0);
       vs1 = A::add(vs1, e1);
     }
     for (; j < full; j += W) {
-      const V e = A::exp(A::sub(A::load(xr + j), m));
+      const V e = A::exp_nonpositive(A::sub(A::load(xr + j), m));
       A::store(yr + j, e);
       vs = A::add(vs, e);
     }
     if (full < cols) {
-      const V e = A::blend(A::set1(T(0)), A::exp(A::sub(A::load(xr + full, tail), m)), tail);
+      const V e =
+          A::blend(A::set1(T(0)), A::exp_nonpositive(A::sub(A::load(xr + full, tail), m)), tail);
       A::store(yr + full, tail, e);
       vs = A::add(vs, e);
     }
