@@ -72,6 +72,24 @@ def test_gradients_are_overwritten_not_accumulated(rng, dtype):
     np.testing.assert_array_equal(d.grad_bias, first[1])
 
 
+def test_backward_uses_the_input_as_it_was_at_forward(rng, dtype):
+    # forward keeps its own copy of x: writing into x afterwards changes nothing. The training
+    # loop's path reads its (untouched) buffer in place and gives the same gradients.
+    d = make(5, 3, dtype, rng)
+    x = rng.standard_normal((4, 5)).astype(dtype)
+    dy = rng.standard_normal((4, 3)).astype(dtype)
+    _, dW, _ = ref.dense_backward(x, d.weight, dy)
+    d(x)
+    x[...] = 7
+    d.backward(dy)
+    assert_matches(d.grad_weight, dW, dtype)
+    x2 = x.copy()
+    d._fwd(x2)
+    d._bwd(dy, need_dx=False)
+    _, dW2, _ = ref.dense_backward(x2, d.weight, dy)
+    assert_matches(d.grad_weight, dW2, dtype)
+
+
 def test_parameters_are_zero_copy_views(rng):
     d = lk.Dense(3, 2, dtype=np.float64, seed=0)
     w = d.weight

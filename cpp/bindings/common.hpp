@@ -71,6 +71,7 @@ struct Handle {
   Shape in_shape, out_shape;
   std::atomic<bool> busy{false};
   std::vector<T> out_buf, grad_buf;  // outputs of calls made with reuse (the training loop's)
+  py::object borrowed;  // with reuse, the input a core layer reads at backward in place of a copy
 };
 
 // The array a call returns: a new one, or with reuse a view of a buffer the layer keeps, which

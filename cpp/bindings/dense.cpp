@@ -47,9 +47,15 @@ py::array_t<T> forward(py::handle self, py::handle x_in, bool reuse) {
   const T* xp = x.data();
   T* yp = y.mutable_data();
   const std::size_t rows = count(xs) / static_cast<std::size_t>(in);
+  // With reuse (the training loop), backward reads x in place: the handle holds the array, and
+  // the loop leaves it unchanged until then. Users' calls get a copy, safe from later writes.
+  h.borrowed = reuse ? py::object(x) : py::none();
   {
     py::gil_scoped_release release;
-    h.layer.forward(xp, yp, rows);
+    if (reuse)
+      h.layer.forward_borrowing(xp, yp, rows);
+    else
+      h.layer.forward(xp, yp, rows);
   }
   h.in_shape = xs;
   h.out_shape = ys;

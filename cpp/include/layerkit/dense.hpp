@@ -63,16 +63,23 @@ class Dense {
   void forward(const T* x, T* y, std::size_t rows) {
     grow(x_, rows * in_);  // reuses capacity after the largest batch
     std::copy(x, x + rows * in_, x_.begin());
+    forward_borrowing(x_.data(), y, rows);
+  }
+
+  // As forward, but backward reads x where it lies: the caller keeps x alive and unchanged until
+  // then (a training loop whose batches and activations live in buffers it reuses).
+  void forward_borrowing(const T* x, T* y, std::size_t rows) {
+    xin_ = x;
     rows_ = rows;
     has_cache_ = true;
-    dense_forward(x_.data(), w_.data(), bias_ ? b_.data() : nullptr, y, rows, in_, out_);
+    dense_forward(x, w_.data(), bias_ ? b_.data() : nullptr, y, rows, in_, out_);
   }
 
   // dy [rows, out] -> dx [rows, in] (skipped when dx is null); sets grad_weight and grad_bias.
   void backward(const T* dy, T* dx) {
     assert(has_cache_);
     // dW[in, out] = x^T dy: x read transposed (row stride 1, column stride in).
-    gemm<T>(in_, out_, rows_, x_.data(), 1, in_, dy, out_, 1, gw_.data(), out_, false);
+    gemm<T>(in_, out_, rows_, xin_, 1, in_, dy, out_, 1, gw_.data(), out_, false);
     if (bias_) dense_bias_backward(dy, gb_.data(), rows_, out_);
     // dx[rows, in] = dy W^T: W read transposed (row stride 1, column stride out).
     if (dx) gemm<T>(rows_, in_, out_, dy, out_, 1, w_.data(), 1, out_, dx, in_, false);
@@ -84,7 +91,8 @@ class Dense {
   std::size_t in_, out_;
   bool bias_;
   std::vector<T> w_, gw_, b_, gb_;
-  std::vector<T> x_;  // the last forward's input
+  std::vector<T> x_;        // a copy of the last forward's input, unless it was borrowed
+  const T* xin_ = nullptr;  // the last forward's input, as backward reads it
   std::size_t rows_ = 0;
   bool has_cache_ = false;
 };
