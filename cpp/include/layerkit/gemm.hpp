@@ -134,168 +134,68 @@ void pack_panel(std::size_t n, std::size_t kc, const T* p, std::ptrdiff_t step_i
 }
 
 // The packing buffer `which` (0 for A, 1 for B) of the pool task the caller runs, else of the
-// calling thread; `which` 2 is the calling thread's buffer for an operand packed ahead for all
-// tasks (gemm_threaded). A slot is only ever used by the one thread running that task.
+// calling thread. A slot is only ever used by the one thread running that task.
 template <typename T>
 std::vector<T>& pack_buffer(int which) {
   static std::vector<T> slots[ThreadPool::kMaxTasks][2];
-  thread_local std::vector<T> own[3];
+  thread_local std::vector<T> own[2];
   const int slot = ThreadPool::current_slot();
-  return slot >= 0 && which < 2 ? slots[slot][which] : own[which];
+  return slot >= 0 ? slots[slot][which] : own[which];
 }
 
-// The operands of one product, C = A @ B (+ C), and how it is computed.
+// The whole product on the calling thread, for a sub-rectangle of C that starts on the tile grid.
 template <typename T>
-struct GemmArgs {
-  std::size_t M, N, K, kstep;
-  const T* A;
-  std::ptrdiff_t rsa, csa;
-  const T* B;
-  std::ptrdiff_t rsb, csb;
-  T* C;
-  std::size_t ldc;
-  bool accumulate;
-  MicroKernel<T> kernel;
-};
-
-// One operand packed ahead for every task of a threaded product: rows (of A) or columns (of B)
-// [first, first + count), for every block of k. The block starting at k = pc begins at
-// data + pc * padded, its line `first + i` (i a multiple of the sliver width) at + i * kc.
-template <typename T>
-struct Prepacked {
-  const T* data = nullptr;
-  std::size_t first = 0, padded = 0;
-};
-
-// C[ic : ic + mc, jc : jc + nc] += (or =) the packed slivers' product, one MR x NR tile at a time.
-template <typename T>
-void macro_kernel(std::size_t mc, std::size_t nc, std::size_t kc, const T* ap, const T* bp, T* C,
-                  std::size_t ldc, bool acc, MicroKernel<T> kernel) {
-  constexpr std::size_t MR = GemmBlocking<T>::MR, NR = GemmBlocking<T>::NR;
-  for (std::size_t jr = 0; jr < nc; jr += NR) {
-    const std::size_t nr = std::min(NR, nc - jr);
-    for (std::size_t ir = 0; ir < mc; ir += MR) {
-      const std::size_t mr = std::min(MR, mc - ir);
-      const T* a = ap + ir * kc;
-      const T* b = bp + jr * kc;
-      T* c = C + ir * ldc + jr;
-      if (mr == MR && nr == NR) {
-        kernel(kc, a, b, c, ldc, acc);
-        continue;
-      }
-      // An edge tile goes through a full-size scratch tile: same kernel, same arithmetic.
-      T tile[MR * NR] = {};
-      for (std::size_t i = 0; i < mr && acc; ++i)
-        std::copy(c + i * ldc, c + i * ldc + nr, tile + i * NR);
-      kernel(kc, a, b, tile, NR, acc);
-      for (std::size_t i = 0; i < mr; ++i)
-        std::copy(tile + i * NR, tile + i * NR + nr, c + i * ldc);
-    }
-  }
-}
-
-// C[i0 : i1, j0 : j1] (i0 and j0 on the tile grid) on the calling thread. Operands not packed
-// ahead are packed here, block by block, into the task's own buffers. Every element of C sums
-// its k blocks in order, each from zero, whoever computes it: the arithmetic never depends on
-// how C was split.
-template <typename T>
-void gemm_block(const GemmArgs<T>& g, std::size_t i0, std::size_t i1, std::size_t j0,
-                std::size_t j1, const Prepacked<T>& pa, const Prepacked<T>& pb) {
+void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::ptrdiff_t rsa,
+                 std::ptrdiff_t csa, const T* B, std::ptrdiff_t rsb, std::ptrdiff_t csb, T* C,
+                 std::size_t ldc, bool accumulate, MicroKernel<T> kernel) {
   using G = GemmBlocking<T>;
   constexpr std::size_t MR = G::MR, NR = G::NR;
-  T* abuf = nullptr;
-  T* bbuf = nullptr;
-  if (!pa.data) {  // sized for this product, so small layers keep small buffers
-    std::vector<T>& v = pack_buffer<T>(0);
-    const std::size_t need = std::min(G::MC, (i1 - i0 + MR - 1) / MR * MR) * g.kstep;
-    if (v.size() < need) grow(v, need);
-    abuf = v.data();
-  }
-  if (!pb.data) {
-    std::vector<T>& v = pack_buffer<T>(1);
-    const std::size_t need = std::min(G::NC, (j1 - j0 + NR - 1) / NR * NR) * g.kstep;
-    if (v.size() < need) grow(v, need);
-    bbuf = v.data();
-  }
-  for (std::size_t pc = 0; pc < g.K; pc += g.kstep) {
-    const std::size_t kc = std::min(g.kstep, g.K - pc);
-    const bool acc = g.accumulate || pc > 0;
-    const auto k = static_cast<std::ptrdiff_t>(pc);
-    for (std::size_t jc = j0; jc < j1; jc += G::NC) {
-      const std::size_t nc = std::min(G::NC, j1 - jc);
-      const T* bp = bbuf;
-      if (pb.data)
-        bp = pb.data + pc * pb.padded + (jc - pb.first) * kc;
-      else
-        pack_panel<NR>(nc, kc, g.B + k * g.rsb + static_cast<std::ptrdiff_t>(jc) * g.csb,
-                       /*step_i=*/g.csb, /*step_k=*/g.rsb, bbuf);
-      for (std::size_t ic = i0; ic < i1; ic += G::MC) {
-        const std::size_t mc = std::min(G::MC, i1 - ic);
-        const T* ap = abuf;
-        if (pa.data)
-          ap = pa.data + pc * pa.padded + (ic - pa.first) * kc;
-        else
-          pack_panel<MR>(mc, kc, g.A + static_cast<std::ptrdiff_t>(ic) * g.rsa + k * g.csa, g.rsa,
-                         g.csa, abuf);
-        macro_kernel(mc, nc, kc, ap, bp, g.C + ic * g.ldc + jc, g.ldc, acc, g.kernel);
+  // Packing buffers, one pair per task slot of the pool (or per thread outside pooled jobs):
+  // each grows to its full size once and is then reused.
+  // Sized for this product (at most MC x KC and KC x NC), so small layers keep small buffers.
+  const std::size_t kstep = k_step<T>(K);
+  const std::size_t a_need = std::min(G::MC, (M + MR - 1) / MR * MR) * kstep;
+  const std::size_t b_need = kstep * ((std::min(G::NC, N) + NR - 1) / NR * NR);
+  std::vector<T>& abuf = pack_buffer<T>(0);
+  std::vector<T>& bbuf = pack_buffer<T>(1);
+  if (abuf.size() < a_need) grow(abuf, a_need);
+  if (bbuf.size() < b_need) grow(bbuf, b_need);
+  for (std::size_t jc = 0; jc < N; jc += G::NC) {
+    const std::size_t nc = std::min(G::NC, N - jc);
+    for (std::size_t pc = 0; pc < K; pc += kstep) {
+      const std::size_t kc = std::min(kstep, K - pc);
+      const bool acc = accumulate || pc > 0;
+      pack_panel<NR>(
+          nc, kc, B + static_cast<std::ptrdiff_t>(pc) * rsb + static_cast<std::ptrdiff_t>(jc) * csb,
+          /*step_i=*/csb, /*step_k=*/rsb, bbuf.data());
+      for (std::size_t ic = 0; ic < M; ic += G::MC) {
+        const std::size_t mc = std::min(G::MC, M - ic);
+        pack_panel<MR>(
+            mc, kc,
+            A + static_cast<std::ptrdiff_t>(ic) * rsa + static_cast<std::ptrdiff_t>(pc) * csa, rsa,
+            csa, abuf.data());
+        for (std::size_t jr = 0; jr < nc; jr += NR) {
+          const std::size_t nr = std::min(NR, nc - jr);
+          for (std::size_t ir = 0; ir < mc; ir += MR) {
+            const std::size_t mr = std::min(MR, mc - ir);
+            const T* ap = abuf.data() + ir * kc;
+            const T* bp = bbuf.data() + jr * kc;
+            T* c = C + (ic + ir) * ldc + jc + jr;
+            if (mr == MR && nr == NR) {
+              kernel(kc, ap, bp, c, ldc, acc);
+              continue;
+            }
+            // An edge tile goes through a full-size scratch tile: same kernel, same arithmetic.
+            T tile[MR * NR] = {};
+            for (std::size_t i = 0; i < mr && acc; ++i)
+              std::copy(c + i * ldc, c + i * ldc + nr, tile + i * NR);
+            kernel(kc, ap, bp, tile, NR, acc);
+            for (std::size_t i = 0; i < mr; ++i)
+              std::copy(tile + i * NR, tile + i * NR + nr, c + i * ldc);
+          }
+        }
       }
     }
-  }
-}
-
-// The threaded product. C is cut along the dimension with more tiles (rows, say) into a few
-// tasks per thread; the operand every task reads whole (B, then) is packed once, by all threads,
-// before the tasks start, and each task packs only its own rows of the other. Tasks are claimed
-// by whichever thread is free, so a thread the OS has not scheduled yet delays nobody.
-template <typename T>
-void gemm_threaded(const GemmArgs<T>& g, std::size_t threads) {
-  using G = GemmBlocking<T>;
-  constexpr std::size_t MR = G::MR, NR = G::NR;
-  const std::size_t mtiles = (g.M + MR - 1) / MR, ntiles = (g.N + NR - 1) / NR;
-  const bool split_m = mtiles >= ntiles;
-  const std::size_t tiles = split_m ? mtiles : ntiles;
-  // The shared operand in chunks of at most 4 MiB, so that one stays in the last-level cache.
-  const std::size_t R = split_m ? NR : MR;  // sliver width of the shared operand
-  const std::size_t extent = split_m ? g.N : g.M;
-  const std::size_t chunk =
-      std::max<std::size_t>(1, (std::size_t(4) << 20) / sizeof(T) / (g.K * R)) * R;
-  const double flops = 2.0 * double(g.M) * double(std::min(extent, chunk)) * double(g.K);
-  // Tasks: a whole number per thread, so that all finish together; up to four each (at least
-  // ~2 MFLOP a task), so that one thread can take over another's share when that one is late.
-  const std::size_t per_thread =
-      std::clamp<std::size_t>(static_cast<std::size_t>(flops / (2e6 * threads)), 1, 4);
-  const std::size_t tasks = std::min({tiles, per_thread * threads, ThreadPool::kMaxTasks});
-  std::vector<T>& shared = pack_buffer<T>(2);
-  for (std::size_t first = 0; first < extent; first += chunk) {
-    const std::size_t count = std::min(chunk, extent - first);
-    const std::size_t slivers = (count + R - 1) / R;
-    const std::size_t padded = slivers * R;
-    if (shared.size() < padded * g.K) grow(shared, padded * g.K);
-    // Pack the shared lines, sliver ranges across threads, every block of k.
-    const std::size_t grain = std::max<std::size_t>(1, (std::size_t(1) << 15) / (R * g.K));
-    parallel_for(slivers, grain, [&](std::size_t s0, std::size_t s1) {
-      const std::size_t l0 = first + s0 * R, n = std::min(first + s1 * R, first + count) - l0;
-      for (std::size_t pc = 0; pc < g.K; pc += g.kstep) {
-        const std::size_t kc = std::min(g.kstep, g.K - pc);
-        T* out = shared.data() + pc * padded + s0 * R * kc;
-        const auto k = static_cast<std::ptrdiff_t>(pc);
-        const auto l = static_cast<std::ptrdiff_t>(l0);
-        if (split_m)
-          pack_panel<NR>(n, kc, g.B + k * g.rsb + l * g.csb, g.csb, g.rsb, out);
-        else
-          pack_panel<MR>(n, kc, g.A + l * g.rsa + k * g.csa, g.rsa, g.csa, out);
-      }
-    });
-    const Prepacked<T> pre{shared.data(), first, padded};
-    auto task = [&](std::size_t t) {
-      const std::size_t t0 = tiles * t / tasks, t1 = tiles * (t + 1) / tasks;
-      if (t0 == t1) return;
-      if (split_m)
-        gemm_block(g, t0 * MR, std::min(g.M, t1 * MR), first, first + count, Prepacked<T>{}, pre);
-      else
-        gemm_block(g, first, first + count, t0 * NR, std::min(g.N, t1 * NR), pre, Prepacked<T>{});
-    };
-    thread_pool().run(tasks, task);
   }
 }
 
@@ -414,15 +314,38 @@ void gemm(std::size_t M, std::size_t N, std::size_t K, const T* A, std::ptrdiff_
     });
     return;
   }
-  const detail::GemmArgs<T> g{
-      M, N,   K,          detail::k_step<T>(K),           A, rsa, csa, B, rsb, csb,
-      C, ldc, accumulate, detail::select_microkernel<T>()};
-  // Waking a thread costs microseconds: thread products of at least ~0.5 MFLOP.
+  const auto kernel = detail::select_microkernel<T>();
+  const std::size_t mtiles = (M + G::MR - 1) / G::MR, ntiles = (N + G::NR - 1) / G::NR;
+  // Each task packs the whole of the operand it shares: split N (sharing A) when A is the
+  // smaller one, so less is packed twice; but never into fewer tiles than threads when the
+  // other split has enough.
   const std::size_t threads = thread_pool().num_threads();
-  if (threads > 1 && 2.0 * double(M) * double(N) * double(K) >= 5e5 && (M > G::MR || N > G::NR))
-    detail::gemm_threaded(g, threads);
-  else
-    detail::gemm_block(g, 0, M, 0, N, detail::Prepacked<T>{}, detail::Prepacked<T>{});
+  bool split_m = M * K >= K * N;
+  if (split_m && mtiles < threads && ntiles >= threads) split_m = false;
+  if (!split_m && ntiles < threads && mtiles >= threads) split_m = true;
+  const std::size_t tiles = split_m ? mtiles : ntiles;
+  // Waking a thread costs microseconds: give each one at least ~0.5 MFLOP.
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  const std::size_t by_work = static_cast<std::size_t>(flops / 5e5) + 1;
+  const std::size_t tasks = std::min({threads, tiles, by_work});
+  if (tasks <= 1) {
+    detail::gemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, kernel);
+    return;
+  }
+  auto task = [&](std::size_t t) {
+    const std::size_t t0 = tiles * t / tasks, t1 = tiles * (t + 1) / tasks;
+    if (t0 == t1) return;
+    if (split_m) {
+      const std::size_t i0 = t0 * G::MR, i1 = std::min(M, t1 * G::MR);
+      detail::gemm_serial(i1 - i0, N, K, A + static_cast<std::ptrdiff_t>(i0) * rsa, rsa, csa, B,
+                          rsb, csb, C + i0 * ldc, ldc, accumulate, kernel);
+    } else {
+      const std::size_t j0 = t0 * G::NR, j1 = std::min(N, t1 * G::NR);
+      detail::gemm_serial(M, j1 - j0, K, A, rsa, csa, B + static_cast<std::ptrdiff_t>(j0) * csb,
+                          rsb, csb, C + j0, ldc, accumulate, kernel);
+    }
+  };
+  thread_pool().run(tasks, task);
 }
 
 }  // namespace layerkit

@@ -72,31 +72,20 @@ class ThreadPool {
       task_ = task;
       ntasks_ = std::min(ntasks, kMaxTasks);
       for (std::size_t i = 0; i < ntasks_; ++i) claimed_[i].store(false, std::memory_order_relaxed);
-      done_count_.store(0, std::memory_order_relaxed);
-      open_.store(true);
-      generation_.fetch_add(1);
+      pending_.store(workers_.size());
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
-    // Every thread takes any task nobody has started, its own first: when the OS has not yet
-    // scheduled a worker (the cores busy with another library's threads, say), the others do its
-    // share and nobody waits for it. Tasks beyond the table (never in practice) run here too.
+    // The calling thread runs task 0, then any task whose worker has not started it yet: a worker
+    // that the OS has not scheduled (the cores busy with another library's threads, say) then
+    // costs no waiting. Tasks beyond the table (never in practice) run here too.
     for (std::size_t i = 0; i < ntasks_; ++i) claim_and_run(i);
     for (std::size_t i = ntasks_; i < ntasks; ++i) task_(i);
     inside_task = false;
-    // Only tasks already under way are waited for. Workers usually finish within microseconds
-    // of this thread: spin briefly before sleeping.
-    if (!spin_until([this] { return done_count_.load(std::memory_order_acquire) == ntasks_; })) {
+    // Workers usually finish within microseconds of this thread: spin briefly before sleeping.
+    if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
       std::unique_lock<std::mutex> lock(mutex_);
-      done_.wait(lock, [this] { return done_count_.load() == ntasks_; });
-    }
-    // Close the job; a worker still looking at it (it found nothing left to claim) leaves it
-    // before the next job may overwrite the task table.
-    open_.store(false);
-    for (unsigned i = 1; active_.load() != 0; ++i) {
-      if (i % 64 == 0)
-        std::this_thread::yield();  // the worker was descheduled in that short window
-      else
-        pause();
+      done_.wait(lock, [this] { return pending_.load() == 0; });
     }
   }
 
@@ -114,14 +103,10 @@ class ThreadPool {
         if (std::chrono::steady_clock::now() > deadline) return false;
         std::this_thread::yield();
       }
-      pause();
-    }
-  }
-
-  static void pause() {
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
+      __builtin_ia32_pause();
 #endif
+    }
   }
 
   // Runs task i unless another thread already has. While it runs, slot() is i: kernels keep
@@ -132,10 +117,6 @@ class ThreadPool {
     current_slot() = static_cast<int>(i);
     task_(i);
     current_slot() = -1;
-    if (done_count_.fetch_add(1, std::memory_order_acq_rel) + 1 == ntasks_) {
-      std::lock_guard<std::mutex> lock(mutex_);  // pairs with the waiter's predicate check
-      done_.notify_one();
-    }
   }
 
  public:
@@ -151,9 +132,7 @@ class ThreadPool {
     new (&done_) std::condition_variable();
     new std::vector<std::thread>(std::move(workers_));  // leaked on purpose: never joined
     workers_.clear();
-    done_count_.store(0);
-    active_.store(0);
-    open_.store(false);
+    pending_.store(0);
     stop_.store(false);
   }
 
@@ -179,16 +158,12 @@ class ThreadPool {
         wake_.wait(lock, [&] { return stop_ || generation_.load() != seen; });
       }
       if (stop_) return;
-      seen = generation_.load();
-      // Enter the job only while it is open and still the newest: run() waits for active_ to
-      // drop to zero before it publishes another, so the task table cannot change under us.
-      active_.fetch_add(1);
-      if (open_.load() && generation_.load() == seen) {
-        const std::size_t n = ntasks_;
-        if (index < n) claim_and_run(index);
-        for (std::size_t i = 0; i < n; ++i) claim_and_run(i);
+      seen = generation_.load(std::memory_order_acquire);
+      if (index < ntasks_) claim_and_run(index);
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);  // pairs with the waiter's predicate check
+        done_.notify_one();
       }
-      active_.fetch_sub(1);
     }
   }
 
@@ -211,8 +186,7 @@ class ThreadPool {
   std::condition_variable wake_, done_;
   TaskRef task_ = TaskRef(noop_);
   std::size_t ntasks_ = 0;
-  std::atomic<std::size_t> done_count_{0}, generation_{0}, active_{0};
-  std::atomic<bool> open_{false};
+  std::atomic<std::size_t> pending_{0}, generation_{0};
   std::atomic<bool> claimed_[kMaxTasks] = {};
   std::atomic<bool> stop_{false};
 };
