@@ -109,14 +109,97 @@ MicroKernel<T> select_microkernel() {
   return &microkernel_generic<T>;
 }
 
+#ifdef LAYERKIT_X86_KERNELS
+// In-register transposes: r[i] holds line i at W consecutive k; afterwards r[k] holds every
+// line's value at that k.
+LAYERKIT_AVX2 inline void transpose_block(__m256 (&r)[8]) {
+  __m256 t[8], s[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int h = 0; h < 8; h += 4) {
+    s[h] = _mm256_shuffle_ps(t[h], t[h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    s[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    s[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    s[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int k = 0; k < 4; ++k) {
+    r[k] = _mm256_permute2f128_ps(s[k], s[k + 4], 0x20);
+    r[k + 4] = _mm256_permute2f128_ps(s[k], s[k + 4], 0x31);
+  }
+}
+
+LAYERKIT_AVX2 inline void transpose_block(__m256d (&r)[4]) {
+  const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+  const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+  r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+  r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+  r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+  r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+// Stores the first c lanes of v: all of them, or 6 floats, or 2 doubles (no masked store: slow
+// on AMD).
+LAYERKIT_AVX2 inline void store_first(float* p, __m256 v, std::size_t c) {
+  if (c == 8) return _mm256_storeu_ps(p, v);
+  _mm_storeu_ps(p, _mm256_castps256_ps128(v));
+  _mm_storel_pi(reinterpret_cast<__m64*>(p + 4), _mm256_extractf128_ps(v, 1));
+}
+
+LAYERKIT_AVX2 inline void store_first(double* p, __m256d v, std::size_t c) {
+  if (c == 4) return _mm256_storeu_pd(p, v);
+  _mm_storeu_pd(p, _mm256_castpd256_pd128(v));
+}
+
+// One full sliver of R lines that each run contiguously along k (line i starts at p + i * step_i):
+// W x W blocks are transposed in registers, so the packed buffer is written a vector at a time
+// rather than a value at a time.
+template <std::size_t R, typename T>
+LAYERKIT_AVX2 void pack_sliver_transposing(std::size_t kc, const T* p, std::ptrdiff_t step_i,
+                                           T* out) {
+  using Av = Avx<T>;
+  using V = typename Av::V;
+  constexpr std::size_t W = Av::W;
+  static_assert(R % W == 0 || R % W == (W == 8 ? 6 : 2), "store_first cannot store R % W lanes");
+  std::size_t k = 0;
+  for (; k + W <= kc; k += W) {
+#pragma GCC unroll 4
+    for (std::size_t g = 0; g < R; g += W) {
+      const std::size_t c = std::min(W, R - g);
+      V v[W];
+#pragma GCC unroll 8
+      for (std::size_t i = 0; i < W; ++i)
+        v[i] =
+            i < c ? Av::load(p + static_cast<std::ptrdiff_t>(g + i) * step_i + k) : Av::set1(T(0));
+      transpose_block(v);
+#pragma GCC unroll 8
+      for (std::size_t j = 0; j < W; ++j) store_first(out + (k + j) * R + g, v[j], c);
+    }
+  }
+  for (; k < kc; ++k)
+    for (std::size_t i = 0; i < R; ++i)
+      out[k * R + i] = p[static_cast<std::ptrdiff_t>(i) * step_i + static_cast<std::ptrdiff_t>(k)];
+}
+#endif
+
 // Packs an n x kc panel into slivers of R lines (zero-padded): for each sliver, for each k, R
 // consecutive values. Element (i, k) of the panel is p[i * step_i + k * step_k]; A is packed with
 // R = MR and (step_i, step_k) = (row stride, column stride), B with R = NR and the reverse.
 template <std::size_t R, typename T>
 void pack_panel(std::size_t n, std::size_t kc, const T* p, std::ptrdiff_t step_i,
                 std::ptrdiff_t step_k, T* out) {
+#ifdef LAYERKIT_X86_KERNELS
+  const bool transposing = step_k == 1 && use_avx2();
+#endif
   for (std::size_t i0 = 0; i0 < n; i0 += R, out += R * kc) {
     const std::size_t r = std::min(R, n - i0);
+#ifdef LAYERKIT_X86_KERNELS
+    if (transposing && r == R) {
+      pack_sliver_transposing<R>(kc, p + static_cast<std::ptrdiff_t>(i0) * step_i, step_i, out);
+      continue;
+    }
+#endif
     if (step_i == 1 && r == R) {  // a sliver's R values lie side by side: a fixed-size copy
       for (std::size_t k = 0; k < kc; ++k) {
         const T* src = p + static_cast<std::ptrdiff_t>(k) * step_k + i0;
