@@ -91,6 +91,46 @@ def test_no_shuffle_is_plain_minibatch_sgd(rng):
         np.testing.assert_array_equal(va, vb)
 
 
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_every_step_of_fit_is_a_plain_step_on_its_batch(rng, loss):
+    """After its first step, fit calls the kernels that step picked directly: its weights must
+    still equal, bit for bit, batch-by-batch loss_and_gradients and an optimizer step, through
+    every kind of layer (a Softmax inside the model too) and a short last batch."""
+
+    def model():
+        return lk.Sequential(
+            [
+                lk.AvgPool2d(2),
+                lk.Flatten(),
+                lk.Dense(9, 8, seed=0),
+                lk.Tanh(),
+                lk.Softmax(),
+                lk.Dense(8, 5, seed=1),
+                lk.Sigmoid(),
+                lk.Dense(5, 4, seed=2),
+                lk.ReLU(),
+                lk.Dense(4, 3, seed=3),
+                lk.Softmax(),
+            ]
+        )
+
+    X = rng.standard_normal((10, 1, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 10)
+    a, b = model(), model()
+    a.fit(X, y, epochs=2, batch_size=4, loss=loss, optimizer=lk.Adam(lr=0.05), shuffle=False)
+    opt = lk.Adam(lr=0.05)
+    params = [(v, g) for _, v, g in b.parameters()]
+    for _ in range(2):
+        for i in range(0, 10, 4):
+            b.loss_and_gradients(X[i : i + 4], y[i : i + 4], loss=loss)
+            opt.step(params)
+    for (_, va, _), (_, vb, _), (_, v0, _) in zip(
+        a.parameters(), b.parameters(), model().parameters()
+    ):
+        assert not np.array_equal(va, v0)
+        np.testing.assert_array_equal(va, vb)
+
+
 def test_fused_softmax_gradient_equals_logits_gradient(rng):
     """Cross-entropy through a final Softmax (fused) and on raw logits give the same gradients."""
     x, t = rng.standard_normal((6, 4)), rng.integers(0, 3, 6)

@@ -384,6 +384,30 @@ class _Trainer:
         self.xbuf = self.xsrc if X.dtype == in_dtype else np.empty_like(self.xsrc, in_dtype)
         self.tbuf = np.empty((batch_size, *self.t.shape[1:]), dtype=self.t.dtype)
         self.gbuf = np.empty((batch_size, *sample.shape[1:]), dtype=sample.dtype)
+        self.forwards = self.backwards = None  # settled by the first step
+
+    def _settle(self):
+        """The layers' calls for the steps after the first, which has picked every kernel: the
+        forwards in order, the backwards from the last layer down to the first with parameters
+        (which computes no input gradient)."""
+        calls = [layer._train_calls() for layer in self.model._body(self.loss)]
+        self.forwards = [fwd for fwd, _ in calls]
+        self.backwards = [
+            (calls[i][1], i != self.first) for i in range(len(calls) - 1, self.first - 1, -1)
+        ]
+
+    def _backprop(self, x, t, grad):
+        """Sequential._backprop through the settled calls."""
+        z = x
+        for fwd in self.forwards:
+            z = fwd(z)
+        z = _float_output(z)
+        if grad.shape != z.shape or grad.dtype != z.dtype:
+            grad = np.empty_like(z)
+        total, correct = _loss_sum(self.loss, z, t, grad)
+        for bwd, need_dx in self.backwards:
+            grad = bwd(grad, need_dx)
+        return total, correct
 
     def step(self, idx, skip_nonfinite=False):
         """One optimizer step on the samples idx: (loss summed over them, right answers). With
@@ -395,9 +419,13 @@ class _Trainer:
         if self.xbuf is not self.xsrc:
             np.copyto(self.xbuf[:m], self.xsrc[:m])
         self.t.take(idx, 0, self.tbuf[:m], "clip")
-        result = self.model._backprop(
-            self.xbuf[:m], self.tbuf[:m], self.loss, self.gbuf[:m], self.first
-        )
+        if self.forwards is None:
+            result = self.model._backprop(
+                self.xbuf[:m], self.tbuf[:m], self.loss, self.gbuf[:m], self.first
+            )
+            self._settle()
+        else:
+            result = self._backprop(self.xbuf[:m], self.tbuf[:m], self.gbuf[:m])
         if not (skip_nonfinite and not math.isfinite(result[0])):
             self.optimizer.step(self.params)
         return result
