@@ -1,3 +1,4 @@
+import contextlib
 import gc
 import math
 
@@ -225,3 +226,22 @@ def test_shape_and_type_errors():
 def test_constructor_errors(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         lk.Dense(*args, **kwargs)
+
+
+@pytest.mark.parametrize("kernels", ["best", "portable"])
+@pytest.mark.parametrize("rows", [12, 13, 14, 15, 16, 17])
+def test_every_height_of_a_last_tile(rng, dtype, rows, kernels):
+    """Tiles are 6 rows high; a last tile of 1 to 5 rows runs a kernel of its own height, in each
+    of the three products (forward: batch rows; weight gradient: input features)."""
+    in_f, out_f = rows + 7, 40  # 40 columns: a last tile narrower than the kernel, too
+    x = rng.standard_normal((rows, in_f)).astype(dtype)
+    dy = rng.standard_normal((rows, out_f)).astype(dtype)
+    context = lk.diagnostics.portable_kernels if kernels == "portable" else contextlib.nullcontext
+    with context():
+        d = lk.Dense(in_f, out_f, dtype=dtype, seed=0)
+        assert_matches(d.forward(x), ref.dense_forward(x, d.weight, d.bias), dtype)
+        dx = d.backward(dy)
+    want_dx, want_dw, want_db = ref.dense_backward(x, d.weight, dy)
+    assert_matches(dx, want_dx, dtype)
+    assert_matches(d.grad_weight, want_dw, dtype)
+    assert_matches(d.grad_bias, want_db, dtype)

@@ -34,79 +34,85 @@ std::size_t k_step(std::size_t K) {
   return (K + blocks - 1) / blocks;
 }
 
-// c[MR x NR] = (acc ? c : 0) + sum_k a[k, :]^T b[k, :], over packed slivers a (MR per k) and
-// b (NR per k). Each element sums over k in order, then adds to c: the same arithmetic for every
-// tile, wherever it lies.
+// c[R x NR] = (acc ? c : 0) + sum_k a[k, :R]^T b[k, :], over packed slivers a (MR per k, of
+// which the first R are used: R = MR but in a last, partial tile) and b (NR per k). Each element
+// sums over k in order, then adds to c: the same arithmetic for every element, wherever it lies
+// and however many rows its tile has.
 template <typename T>
 using MicroKernel = void (*)(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc,
                              bool acc);
 
-template <typename T>
+template <typename T, int R>
 void microkernel_generic(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc, bool acc) {
   constexpr std::size_t MR = GemmBlocking<T>::MR, NR = GemmBlocking<T>::NR;
-  T t[MR][NR] = {};
+  T t[R][NR] = {};
   for (std::size_t k = 0; k < kc; ++k, a += MR, b += NR)
-    for (std::size_t i = 0; i < MR; ++i)
+    for (std::size_t i = 0; i < R; ++i)
       for (std::size_t j = 0; j < NR; ++j) t[i][j] += a[i] * b[j];
-  for (std::size_t i = 0; i < MR; ++i)
+  for (std::size_t i = 0; i < R; ++i)
     for (std::size_t j = 0; j < NR; ++j) c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];
 }
 
 #ifdef LAYERKIT_X86_KERNELS
-// The AVX2 kernels keep the 6 x 2 vector accumulators in named variables: held in an array, GCC
-// spills them to the stack on every iteration.
-#define LAYERKIT_UKERNEL_AVX2(T, V, W, zero, load, store, add, fma, bcast)                         \
-  LAYERKIT_AVX2 inline void microkernel_avx2(std::size_t kc, const T* a, const T* b, T* c,         \
-                                             std::size_t ldc, bool acc) {                          \
-    V c00 = zero(), c01 = zero(), c10 = zero(), c11 = zero(), c20 = zero(), c21 = zero();          \
-    V c30 = zero(), c31 = zero(), c40 = zero(), c41 = zero(), c50 = zero(), c51 = zero();          \
-    for (int i = 0; i < 6; ++i) {                                                                  \
-      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);                       \
-      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 2 * W - 1), _MM_HINT_T0);           \
-    }                                                                                              \
-    _Pragma("GCC unroll 4") for (std::size_t k = 0; k < kc; ++k, a += 6, b += 2 * W) {             \
-      const V b0 = load(b), b1 = load(b + W);                                                      \
-      V ai = bcast(a + 0);                                                                         \
-      c00 = fma(ai, b0, c00);                                                                      \
-      c01 = fma(ai, b1, c01);                                                                      \
-      ai = bcast(a + 1);                                                                           \
-      c10 = fma(ai, b0, c10);                                                                      \
-      c11 = fma(ai, b1, c11);                                                                      \
-      ai = bcast(a + 2);                                                                           \
-      c20 = fma(ai, b0, c20);                                                                      \
-      c21 = fma(ai, b1, c21);                                                                      \
-      ai = bcast(a + 3);                                                                           \
-      c30 = fma(ai, b0, c30);                                                                      \
-      c31 = fma(ai, b1, c31);                                                                      \
-      ai = bcast(a + 4);                                                                           \
-      c40 = fma(ai, b0, c40);                                                                      \
-      c41 = fma(ai, b1, c41);                                                                      \
-      ai = bcast(a + 5);                                                                           \
-      c50 = fma(ai, b0, c50);                                                                      \
-      c51 = fma(ai, b1, c51);                                                                      \
-    }                                                                                              \
-    const V rows[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}}; \
-    for (int i = 0; i < 6; ++i) {                                                                  \
-      T* ci = c + i * ldc;                                                                         \
-      store(ci, acc ? add(load(ci), rows[i][0]) : rows[i][0]);                                     \
-      store(ci + W, acc ? add(load(ci + W), rows[i][1]) : rows[i][1]);                             \
-    }                                                                                              \
+// 6 x 16 floats or 6 x 8 doubles: per k, two loads of b, a broadcast of a per row, two FMAs per
+// row. The accumulators are named variables: held in an array, GCC spills them to the stack on
+// every iteration.
+template <typename T, int R>
+LAYERKIT_AVX2 void microkernel_avx2(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc,
+                                    bool acc) {
+  static_assert(GemmBlocking<T>::MR == 6 && GemmBlocking<T>::NR == 2 * Avx<T>::W && R <= 6);
+  using Av = Avx<T>;
+  using V = typename Av::V;
+  constexpr std::size_t W = Av::W;
+  V c00 = Av::set1(T(0)), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  V c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (int i = 0; i < R; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 2 * W - 1), _MM_HINT_T0);
   }
-
-// 6 x 16 floats and 6 x 8 doubles: per k, two loads of b, six broadcasts of a, twelve FMAs.
-LAYERKIT_UKERNEL_AVX2(float, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps,
-                      _mm256_add_ps, _mm256_fmadd_ps, _mm256_broadcast_ss)
-LAYERKIT_UKERNEL_AVX2(double, __m256d, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd,
-                      _mm256_add_pd, _mm256_fmadd_pd, _mm256_broadcast_sd)
-#undef LAYERKIT_UKERNEL_AVX2
+#define LAYERKIT_ROW(i)                   \
+  if constexpr (R > i) {                  \
+    const V ai = Av::set1(a[i]);          \
+    c##i##0 = Av::fmadd(ai, b0, c##i##0); \
+    c##i##1 = Av::fmadd(ai, b1, c##i##1); \
+  }
+#pragma GCC unroll 4
+  for (std::size_t k = 0; k < kc; ++k, a += 6, b += 2 * W) {
+    const V b0 = Av::load(b), b1 = Av::load(b + W);
+    LAYERKIT_ROW(0)
+    LAYERKIT_ROW(1)
+    LAYERKIT_ROW(2)
+    LAYERKIT_ROW(3)
+    LAYERKIT_ROW(4)
+    LAYERKIT_ROW(5)
+  }
+#undef LAYERKIT_ROW
+  const V rows[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int i = 0; i < R; ++i) {
+    T* ci = c + i * ldc;
+    Av::store(ci, acc ? Av::add(Av::load(ci), rows[i][0]) : rows[i][0]);
+    Av::store(ci + W, acc ? Av::add(Av::load(ci + W), rows[i][1]) : rows[i][1]);
+  }
+}
 #endif
+
+// The kernels for tiles of 1 to MR rows: kernels[r] computes r rows.
+template <typename T>
+struct MicroKernels {
+  MicroKernel<T> kernels[GemmBlocking<T>::MR + 1];
+};
 
 template <typename T>
-MicroKernel<T> select_microkernel() {
+MicroKernels<T> select_microkernels() {
+  static_assert(GemmBlocking<T>::MR == 6);
 #ifdef LAYERKIT_X86_KERNELS
-  if (use_avx2()) return static_cast<MicroKernel<T>>(&microkernel_avx2);
+  if (use_avx2())
+    return {{nullptr, &microkernel_avx2<T, 1>, &microkernel_avx2<T, 2>, &microkernel_avx2<T, 3>,
+             &microkernel_avx2<T, 4>, &microkernel_avx2<T, 5>, &microkernel_avx2<T, 6>}};
 #endif
-  return &microkernel_generic<T>;
+  return {{nullptr, &microkernel_generic<T, 1>, &microkernel_generic<T, 2>,
+           &microkernel_generic<T, 3>, &microkernel_generic<T, 4>, &microkernel_generic<T, 5>,
+           &microkernel_generic<T, 6>}};
 }
 
 #ifdef LAYERKIT_X86_KERNELS
@@ -230,7 +236,7 @@ std::vector<T>& pack_buffer(int which) {
 template <typename T>
 void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::ptrdiff_t rsa,
                  std::ptrdiff_t csa, const T* B, std::ptrdiff_t rsb, std::ptrdiff_t csb, T* C,
-                 std::size_t ldc, bool accumulate, MicroKernel<T> kernel) {
+                 std::size_t ldc, bool accumulate, const MicroKernels<T>& kernels) {
   using G = GemmBlocking<T>;
   constexpr std::size_t MR = G::MR, NR = G::NR;
   // Packing buffers, one pair per task slot of the pool (or per thread outside pooled jobs):
@@ -264,15 +270,16 @@ void gemm_serial(std::size_t M, std::size_t N, std::size_t K, const T* A, std::p
             const T* ap = abuf.data() + ir * kc;
             const T* bp = bbuf.data() + jr * kc;
             T* c = C + (ic + ir) * ldc + jc + jr;
-            if (mr == MR && nr == NR) {
-              kernel(kc, ap, bp, c, ldc, acc);
+            // A tile of fewer rows runs a kernel of that many rows; one of fewer columns goes
+            // through a full-width scratch tile. Same arithmetic for every element either way.
+            if (nr == NR) {
+              kernels.kernels[mr](kc, ap, bp, c, ldc, acc);
               continue;
             }
-            // An edge tile goes through a full-size scratch tile: same kernel, same arithmetic.
             T tile[MR * NR] = {};
             for (std::size_t i = 0; i < mr && acc; ++i)
               std::copy(c + i * ldc, c + i * ldc + nr, tile + i * NR);
-            kernel(kc, ap, bp, tile, NR, acc);
+            kernels.kernels[mr](kc, ap, bp, tile, NR, acc);
             for (std::size_t i = 0; i < mr; ++i)
               std::copy(tile + i * NR, tile + i * NR + nr, c + i * ldc);
           }
@@ -397,7 +404,7 @@ void gemm(std::size_t M, std::size_t N, std::size_t K, const T* A, std::ptrdiff_
     });
     return;
   }
-  const auto kernel = detail::select_microkernel<T>();
+  const auto kernels = detail::select_microkernels<T>();
   const std::size_t mtiles = (M + G::MR - 1) / G::MR, ntiles = (N + G::NR - 1) / G::NR;
   // Each task packs the whole of the operand it shares: split N (sharing A) when A is the
   // smaller one, so less is packed twice; but never into fewer tiles than threads when the
@@ -412,7 +419,7 @@ void gemm(std::size_t M, std::size_t N, std::size_t K, const T* A, std::ptrdiff_
   const std::size_t by_work = static_cast<std::size_t>(flops / 5e5) + 1;
   const std::size_t tasks = std::min({threads, tiles, by_work});
   if (tasks <= 1) {
-    detail::gemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, kernel);
+    detail::gemm_serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, kernels);
     return;
   }
   auto task = [&](std::size_t t) {
@@ -421,11 +428,11 @@ void gemm(std::size_t M, std::size_t N, std::size_t K, const T* A, std::ptrdiff_
     if (split_m) {
       const std::size_t i0 = t0 * G::MR, i1 = std::min(M, t1 * G::MR);
       detail::gemm_serial(i1 - i0, N, K, A + static_cast<std::ptrdiff_t>(i0) * rsa, rsa, csa, B,
-                          rsb, csb, C + i0 * ldc, ldc, accumulate, kernel);
+                          rsb, csb, C + i0 * ldc, ldc, accumulate, kernels);
     } else {
       const std::size_t j0 = t0 * G::NR, j1 = std::min(N, t1 * G::NR);
       detail::gemm_serial(M, j1 - j0, K, A, rsa, csa, B + static_cast<std::ptrdiff_t>(j0) * csb,
-                          rsb, csb, C + j0, ldc, accumulate, kernel);
+                          rsb, csb, C + j0, ldc, accumulate, kernels);
     }
   };
   thread_pool().run(tasks, task);
