@@ -203,6 +203,41 @@ def alternating_case(rng):
     return {"numpy": lambda: x @ W, "layerkit": lambda: layer.forward(x), "alternating": both}
 
 
+def alternating_split(rng, calls=400):
+    """Median time of each library's call inside the alternating loop: which of the two slows."""
+    fns = alternating_case(rng)
+    numpy, layerkit = fns["numpy"], fns["layerkit"]
+    t_np, t_lk = [], []
+    for i in range(calls + 20):
+        t0 = time.perf_counter()
+        numpy()
+        t1 = time.perf_counter()
+        layerkit()
+        t2 = time.perf_counter()
+        if i >= 20:  # warmed up
+            t_np.append(t1 - t0)
+            t_lk.append(t2 - t1)
+    return statistics.median(t_np), statistics.median(t_lk)
+
+
+def _alternate_child(threads_n, smoke):
+    """The in-loop split in a process whose NumPy BLAS threads sleep as soon as they are idle."""
+    with threads(threads_n):
+        print(*alternating_split(np.random.default_rng(0), 20 if smoke else 400))
+    return 0
+
+
+def _alternating_without_spin(threads_n, smoke):
+    import subprocess
+
+    env = dict(os.environ, OPENBLAS_THREAD_TIMEOUT="4")  # OpenBLAS's shortest idle spin
+    cmd = [sys.executable, os.path.abspath(__file__), "--alternate-child", str(threads_n)]
+    if smoke:
+        cmd.append("--smoke")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return [float(v) for v in out.split()]
+
+
 def copy_bandwidth(repeat):
     """GB/s of a large np.copyto (bytes read plus bytes written)."""
     src = np.ones(64 * 1024 * 1024 // 8)
@@ -360,6 +395,7 @@ def main(argv=None):
     parser.add_argument(
         "--memory-child", choices=["layerkit", "numpy", "torch"], help=argparse.SUPPRESS
     )
+    parser.add_argument("--alternate-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--dtypes", default="float32,float64")
@@ -371,6 +407,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.memory_child:
         return _memory_child(args.memory_child, args.smoke)
+    if args.alternate_child:
+        return _alternate_child(args.alternate_child, args.smoke)
     repeat = 1 if args.smoke else args.repeat
     thread_counts = [int(t) for t in args.threads.split(",")]
     dtypes = [np.dtype(d) for d in args.dtypes.split(",")]
@@ -433,6 +471,15 @@ def main(argv=None):
                 print(
                     f"  numpy alone {fmt_time(t['numpy'])}, layerkit alone {fmt_time(t['layerkit'])},"
                     f" alternating {fmt_time(t['alternating'])}: {ratio:.2f}x the sum of the two"
+                )
+                t_np, t_lk = alternating_split(rng, 20 if args.smoke else 400)
+                print(
+                    f"  median call in that loop: numpy {fmt_time(t_np)}, layerkit {fmt_time(t_lk)}"
+                )
+                t_np, t_lk = _alternating_without_spin(nt, args.smoke)
+                print(
+                    "  the same, NumPy's BLAS threads sleeping once idle (OPENBLAS_THREAD_TIMEOUT=4):"
+                    f" numpy {fmt_time(t_np)}, layerkit {fmt_time(t_lk)}"
                 )
             if "train" in only:
                 rows = []
