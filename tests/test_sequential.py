@@ -283,3 +283,51 @@ def test_constructor_errors():
         lk.Sequential([])
     with pytest.raises(TypeError, match="layer 1 is ufunc, not a Layer"):
         lk.Sequential([lk.ReLU(), np.tanh])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.int16])
+def test_take_rows_gathers_like_numpy(rng, dtype):
+    """fit gathers each shuffled batch with a threaded kernel; it must equal NumPy's take."""
+    X = (100 * rng.random((50, 3, 5))).astype(dtype)
+    idx = rng.permutation(50)[:17].astype(np.int64)
+    out = np.zeros((20, 3, 5), dtype)
+    lk._core.take_rows(X, idx, out)
+    np.testing.assert_array_equal(out[:17], X[idx])
+    assert not out[17:].any()  # rows past the indices are left alone
+    lk._core.take_rows(X, idx[:0], out)  # no indices: nothing to do
+
+
+def test_take_rows_errors(rng):
+    X = rng.standard_normal((10, 4))
+    out = np.zeros((4, 4))
+    idx = np.array([0, 9, 3], dtype=np.int64)
+    with pytest.raises(IndexError, match="index 10 is outside"):
+        lk._core.take_rows(X, np.array([1, 10]), out)
+    with pytest.raises(IndexError, match="index -1 is outside"):
+        lk._core.take_rows(X, np.array([-1]), out)
+    with pytest.raises(TypeError, match="one dtype"):
+        lk._core.take_rows(X, idx, out.astype(np.float32))
+    with pytest.raises(ValueError, match="differ"):
+        lk._core.take_rows(X, idx, np.empty((4, 5)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        lk._core.take_rows(np.asfortranarray(X), idx, out)
+    with pytest.raises(ValueError, match="4 rows of out"):
+        lk._core.take_rows(X, np.zeros(5, np.int64), out)
+    with pytest.raises(TypeError, match="idx must have dtype int64"):
+        lk._core.take_rows(X, idx.astype(np.int32), out)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        lk._core.take_rows(X, idx, out)
+
+
+def test_fit_on_any_layout_of_x(rng):
+    """C-contiguous X goes through the gather kernel, other layouts through NumPy: same weights."""
+    X, y = blobs(rng, n=70)
+    results = []
+    for data in (X, np.asfortranarray(X), X[::-1].copy()[::-1]):
+        model = small_model()
+        model.fit(data, y, epochs=2, batch_size=16, optimizer=lk.SGD(lr=0.1), seed=3, verbose=0)
+        results.append([v.copy() for _, v, _ in model.parameters()])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)

@@ -2,6 +2,7 @@
 // arrays the Python trainer owns, so they convert nothing: a wrong dtype, layout or size is an
 // error, never a silent copy that would leave the caller's array unchanged.
 #include <layerkit/buffers.hpp>
+#include <layerkit/gather.hpp>
 #include <layerkit/losses.hpp>
 #include <layerkit/optim.hpp>
 
@@ -102,9 +103,44 @@ void adam_t(const py::array& p, const py::array& g, const py::array& m, const py
                T(bias2_sqrt));
 }
 
+// out[:len(idx)] = src[idx] along the first axis, for C-contiguous src and out of one dtype and
+// row shape; every index is checked.
+void take_rows(const py::array& src, const py::array& idx, const py::array& out) {
+  const char* fn = "take_rows";
+  if (src.ndim() < 1 || out.ndim() != src.ndim())
+    fail(std::string(fn) + ": src and out need the same number of dimensions, at least 1");
+  if (!src.dtype().is(out.dtype()))
+    throw py::type_error(std::string(fn) + ": src and out must have one dtype");
+  for (py::ssize_t d = 1; d < src.ndim(); ++d)
+    if (src.shape(d) != out.shape(d))
+      fail(std::string(fn) + ": rows of src " + shape_str(shape_of(src)) + " and out " +
+           shape_str(shape_of(out)) + " differ");
+  if (!(src.flags() & py::array::c_style) || !(out.flags() & py::array::c_style))
+    fail(std::string(fn) + ": src and out must be C-contiguous");
+  if (!out.writeable()) fail(std::string(fn) + ": out is read-only");
+  if (idx.ndim() != 1) fail(std::string(fn) + ": idx must be 1-D");
+  const auto n = static_cast<std::size_t>(idx.shape(0));
+  if (n > static_cast<std::size_t>(out.shape(0)))
+    fail(std::string(fn) + ": " + std::to_string(n) + " indices for " +
+         std::to_string(out.shape(0)) + " rows of out");
+  const auto* ip = data_of<std::int64_t>(idx, fn, "idx", n, false);
+  const auto rows = static_cast<std::int64_t>(src.shape(0));
+  for (std::size_t r = 0; r < n; ++r)
+    if (ip[r] < 0 || ip[r] >= rows)
+      throw py::index_error(std::string(fn) + ": index " + std::to_string(ip[r]) +
+                            " is outside [0, " + std::to_string(rows) + ")");
+  const std::size_t row_bytes =
+      src.shape(0) ? static_cast<std::size_t>(src.nbytes()) / static_cast<std::size_t>(rows) : 0;
+  const auto* sp = static_cast<const unsigned char*>(src.data());
+  auto* op = static_cast<unsigned char*>(const_cast<void*>(out.data()));
+  py::gil_scoped_release release;
+  gather_rows(sp, row_bytes, ip, n, op);
+}
+
 }  // namespace
 
 void init_training(py::module_& m) {
+  m.def("take_rows", &take_rows, py::arg("src"), py::arg("idx"), py::arg("out"));
   m.def(
       "softmax_cross_entropy",
       [](const py::array& z, const py::array& t, const py::object& grad) {

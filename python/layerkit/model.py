@@ -216,9 +216,9 @@ class Sequential:
             for epoch in range(initial_epoch, epochs):
                 started = time.perf_counter()
                 if shuffle:
-                    order = np.random.default_rng([seed, epoch]).permutation(n)
+                    order = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
                 else:
-                    order = np.arange(n)
+                    order = np.arange(n, dtype=np.int64)
                 total, correct = 0.0, 0
                 bar = _progress_bar(verbose, epoch, epochs, n_batches)
                 for b in range(n_batches):
@@ -413,9 +413,12 @@ class _Trainer:
         """One optimizer step on the samples idx: (loss summed over them, right answers). With
         skip_nonfinite, a NaN or infinite loss leaves the weights as they were."""
         m = len(idx)
-        # mode="clip" lets take write straight into the buffer (the indices are valid); the
-        # method skips the Python wrapper of np.take.
-        self.X.take(idx, 0, self.xsrc[:m], "clip")
+        if self.X.flags.c_contiguous:  # rows gathered by the kernel threads
+            _core.take_rows(self.X, idx, self.xsrc)
+        else:
+            # mode="clip" lets take write straight into the buffer (the indices are valid); the
+            # method skips the Python wrapper of np.take.
+            self.X.take(idx, 0, self.xsrc[:m], "clip")
         if self.xbuf is not self.xsrc:
             np.copyto(self.xbuf[:m], self.xsrc[:m])
         self.t.take(idx, 0, self.tbuf[:m], "clip")
