@@ -314,22 +314,8 @@ class Sequential:
     def _backprop(self, x, t, loss, grad, first):
         """One forward and backward pass (the training loop's, with reused buffers) on checked
         targets; returns the loss summed over the batch and the count of right answers."""
-        body = self._body(loss)
-        z = x
-        for layer in body:
-            z = layer._fwd(z)
-        z = _float_output(z)
-        if grad is None or grad.shape != z.shape or grad.dtype != z.dtype:
-            grad = np.empty_like(z)
-        total, correct = _loss_sum(loss, z, t, grad)
-        for i in range(len(body) - 1, first - 1, -1):
-            # The first layer with parameters needs no input gradient, and the layers before it
-            # (pooling, flatten) no backward at all.
-            if i == first:
-                body[i]._bwd(grad, need_dx=False)
-            else:
-                grad = body[i]._bwd(grad)
-        return total, correct
+        calls = [(layer._fwd, layer._bwd) for layer in self._body(loss)]
+        return _backprop(*_passes(calls, first), x, t, loss, grad)
 
     def _targets(self, y, n, sample_out, loss):
         """``y`` checked against the model's output and converted to the form the loss takes."""
@@ -384,30 +370,7 @@ class _Trainer:
         self.xbuf = self.xsrc if X.dtype == in_dtype else np.empty_like(self.xsrc, in_dtype)
         self.tbuf = np.empty((batch_size, *self.t.shape[1:]), dtype=self.t.dtype)
         self.gbuf = np.empty((batch_size, *sample.shape[1:]), dtype=sample.dtype)
-        self.forwards = self.backwards = None  # settled by the first step
-
-    def _settle(self):
-        """The layers' calls for the steps after the first, which has picked every kernel: the
-        forwards in order, the backwards from the last layer down to the first with parameters
-        (which computes no input gradient)."""
-        calls = [layer._train_calls() for layer in self.model._body(self.loss)]
-        self.forwards = [fwd for fwd, _ in calls]
-        self.backwards = [
-            (calls[i][1], i != self.first) for i in range(len(calls) - 1, self.first - 1, -1)
-        ]
-
-    def _backprop(self, x, t, grad):
-        """Sequential._backprop through the settled calls."""
-        z = x
-        for fwd in self.forwards:
-            z = fwd(z)
-        z = _float_output(z)
-        if grad.shape != z.shape or grad.dtype != z.dtype:
-            grad = np.empty_like(z)
-        total, correct = _loss_sum(self.loss, z, t, grad)
-        for bwd, need_dx in self.backwards:
-            grad = bwd(grad, need_dx)
-        return total, correct
+        self.passes = None  # the layers' calls, settled by the first step
 
     def step(self, idx, skip_nonfinite=False):
         """One optimizer step on the samples idx: (loss summed over them, right answers). With
@@ -422,16 +385,42 @@ class _Trainer:
         if self.xbuf is not self.xsrc:
             np.copyto(self.xbuf[:m], self.xsrc[:m])
         self.t.take(idx, 0, self.tbuf[:m], "clip")
-        if self.forwards is None:
-            result = self.model._backprop(
-                self.xbuf[:m], self.tbuf[:m], self.loss, self.gbuf[:m], self.first
-            )
-            self._settle()
+        x, t, grad = self.xbuf[:m], self.tbuf[:m], self.gbuf[:m]
+        if self.passes is None:
+            # The first step picks every layer's kernel for the batch dtype; later steps call the
+            # kernels' own methods, without the per-call dispatch.
+            result = self.model._backprop(x, t, self.loss, grad, self.first)
+            calls = [layer._train_calls() for layer in self.model._body(self.loss)]
+            self.passes = _passes(calls, self.first)
         else:
-            result = self._backprop(self.xbuf[:m], self.tbuf[:m], self.gbuf[:m])
+            result = _backprop(*self.passes, x, t, self.loss, grad)
         if not (skip_nonfinite and not math.isfinite(result[0])):
             self.optimizer.step(self.params)
         return result
+
+
+def _passes(calls, first):
+    """(forwards, backwards) from the (forward, backward) pairs of a model's layers: the forwards
+    in order; the backwards from the last layer down to the first with parameters, which needs no
+    input gradient (and the layers before it, pooling or flatten, no backward at all)."""
+    forwards = [fwd for fwd, _ in calls]
+    backwards = [(calls[i][1], i != first) for i in range(len(calls) - 1, first - 1, -1)]
+    return forwards, backwards
+
+
+def _backprop(forwards, backwards, x, t, loss, grad):
+    """x forward, the loss and its gradient (into grad when it fits), and the gradient backward;
+    returns the loss summed over the batch and the count of right answers."""
+    z = x
+    for fwd in forwards:
+        z = fwd(z)
+    z = _float_output(z)
+    if grad is None or grad.shape != z.shape or grad.dtype != z.dtype:
+        grad = np.empty_like(z)
+    total, correct = _loss_sum(loss, z, t, grad)
+    for bwd, need_dx in backwards:
+        grad = bwd(grad, need_dx)
+    return total, correct
 
 
 def _float_output(z):
