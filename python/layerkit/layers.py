@@ -166,10 +166,8 @@ class _Compiled(Layer):
         return self._last.backward(dy, True)
 
     def _train_calls(self):
-        if self._last is None:
-            return super()._train_calls()
-        fwd, bwd = self._last.forward, self._last.backward
-        return (lambda x: fwd(x, True)), (lambda dy, need_dx=True: bwd(dy, True))
+        impl, run, bwd = self._last, self._run, self._last.backward
+        return (lambda x: run(impl, x, True)), (lambda dy, need_dx=True: bwd(dy, True))
 
 
 class Softmax(_Compiled):
@@ -190,12 +188,6 @@ class Softmax(_Compiled):
 
     def _run(self, impl, x, reuse):
         return impl.forward(x, self.axis, reuse)
-
-    def _train_calls(self):
-        if self._last is None:
-            return super()._train_calls()
-        fwd, bwd, axis = self._last.forward, self._last.backward, self.axis
-        return (lambda x: fwd(x, axis, True)), (lambda dy, need_dx=True: bwd(dy, True))
 
     def get_config(self):
         return {"axis": self.axis}

@@ -216,7 +216,11 @@ class Sequential:
             for epoch in range(initial_epoch, epochs):
                 started = time.perf_counter()
                 if shuffle:
-                    order = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
+                    order = (
+                        np.random.default_rng([seed, epoch])
+                        .permutation(n)
+                        .astype(np.int64, copy=False)
+                    )
                 else:
                     order = np.arange(n, dtype=np.int64)
                 total, correct = 0.0, 0
